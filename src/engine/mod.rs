@@ -1,0 +1,32 @@
+//! Engines run a graph (a forward or forward+backward program). The trait is small on
+//! purpose: load once (the engine optimises the plan), then run many batches.
+
+pub mod tract;
+
+use crate::onnx::ir::{Graph, Tensor};
+use anyhow::Result;
+use indexmap::IndexMap;
+
+/// Named outputs of one run, in the graph's output order.
+pub type Outputs = IndexMap<String, Tensor>;
+
+pub trait Engine: Send + Sync {
+    /// Short name recorded in results ("tract", "ort-cpu", ...).
+    fn name(&self) -> String;
+    /// Prepares `graph` (every input shape static) for repeated runs.
+    fn load(&self, graph: &Graph) -> Result<Box<dyn Program>>;
+}
+
+pub trait Program: Send + Sync {
+    /// Runs with the graph inputs bound by name; returns every graph output.
+    fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Outputs>;
+}
+
+/// Builds an engine by name: `tract` (default) or, with the `ort` feature, `ort-cpu`,
+/// `ort-cuda` and `ort`.
+pub fn by_name(name: &str) -> Result<Box<dyn Engine>> {
+    match name {
+        "tract" => Ok(Box::new(tract::TractEngine::default())),
+        other => anyhow::bail!("unknown engine '{other}' (available: tract)"),
+    }
+}

@@ -1,0 +1,136 @@
+//! The embedded CPU engine: tract. The graph is handed over as an ONNX protobuf, every
+//! input shape pinned, then optimised once into a runnable plan.
+
+use super::{Engine, Outputs, Program};
+use crate::onnx::ir::{DType, Graph, Tensor};
+use crate::onnx::proto::to_model_proto;
+use anyhow::{anyhow, bail, Result};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use tract_onnx::prelude::*;
+
+#[derive(Default)]
+pub struct TractEngine {
+    /// Threads for matrix products (0 = tract's default, single-threaded).
+    pub threads: usize,
+}
+
+impl TractEngine {
+    pub fn with_threads(threads: usize) -> TractEngine {
+        if threads > 1 {
+            tract_linalg::multithread::set_default_executor(tract_linalg::multithread::Executor::multithread(threads));
+        }
+        TractEngine { threads }
+    }
+}
+
+type Plan = Arc<TypedRunnableModel>;
+
+struct TractProgram {
+    plan: Plan,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    source: String,
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn datum(d: DType) -> DatumType {
+    match d {
+        DType::F32 => f32::datum_type(),
+        DType::F64 => f64::datum_type(),
+        DType::I64 => i64::datum_type(),
+        DType::I32 => i32::datum_type(),
+        DType::Bool => bool::datum_type(),
+    }
+}
+
+impl Engine for TractEngine {
+    fn name(&self) -> String {
+        "tract".into()
+    }
+
+    fn load(&self, graph: &Graph) -> Result<Box<dyn Program>> {
+        let proto = to_model_proto(graph);
+        let mut facts = Vec::new();
+        for name in &graph.inputs {
+            let info = graph.info(name)?;
+            facts.push(InferenceFact::dt_shape(datum(info.dtype), info.shape.iter().map(|&d| d as i64).collect::<Vec<_>>()));
+        }
+        let built = catch_unwind(AssertUnwindSafe(|| -> TractResult<Plan> {
+            let mut model = tract_onnx::onnx().model_for_proto_model(&proto)?;
+            for (i, f) in facts.into_iter().enumerate() {
+                model = model.with_input_fact(i, f)?;
+            }
+            model.into_optimized()?.into_runnable()
+        }));
+        let plan = match built {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => bail!("{}: tract could not prepare the program: {e:#}", graph.source),
+            Err(p) => bail!("{}: tract panicked while preparing the program: {}", graph.source, panic_message(p)),
+        };
+        Ok(Box::new(TractProgram {
+            plan,
+            inputs: graph.inputs.clone(),
+            outputs: graph.outputs.clone(),
+            source: graph.source.clone(),
+        }))
+    }
+}
+
+fn to_tract(t: &Tensor) -> TValue {
+    match t {
+        Tensor::F32(a) => a.clone().into_tensor().into(),
+        Tensor::F64(a) => a.clone().into_tensor().into(),
+        Tensor::I64(a) => a.clone().into_tensor().into(),
+        Tensor::I32(a) => a.clone().into_tensor().into(),
+        Tensor::Bool(a) => a.clone().into_tensor().into(),
+    }
+}
+
+fn from_tract(t: &tract_onnx::prelude::Tensor) -> Result<Tensor> {
+    let dt = t.datum_type();
+    Ok(if dt == f32::datum_type() {
+        Tensor::F32(t.to_plain_array_view::<f32>()?.to_owned())
+    } else if dt == f64::datum_type() {
+        Tensor::F64(t.to_plain_array_view::<f64>()?.to_owned())
+    } else if dt == i64::datum_type() {
+        Tensor::I64(t.to_plain_array_view::<i64>()?.to_owned())
+    } else if dt == i32::datum_type() {
+        Tensor::I32(t.to_plain_array_view::<i32>()?.to_owned())
+    } else if dt == bool::datum_type() {
+        Tensor::Bool(t.to_plain_array_view::<bool>()?.to_owned())
+    } else {
+        bail!("unsupported output type {dt:?}")
+    })
+}
+
+impl Program for TractProgram {
+    fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Outputs> {
+        let mut values = TVec::new();
+        for name in &self.inputs {
+            let t = inputs
+                .iter()
+                .find(|(n, _)| n == name)
+                .ok_or_else(|| anyhow!("{}: no value bound for input '{name}'", self.source))?
+                .1;
+            values.push(to_tract(t));
+        }
+        let res = catch_unwind(AssertUnwindSafe(|| self.plan.run(values)));
+        let out = match res {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => bail!("{}: tract run failed: {e:#}", self.source),
+            Err(p) => bail!("{}: tract panicked while running: {}", self.source, panic_message(p)),
+        };
+        let mut map = Outputs::new();
+        for (name, v) in self.outputs.iter().zip(out.iter()) {
+            map.insert(name.clone(), from_tract(v)?);
+        }
+        Ok(map)
+    }
+}

@@ -1,0 +1,489 @@
+//! Canonicalisation, done once on import: one opset's node forms (opset 17), Constant →
+//! initializer, Identity/Dropout removed, BatchNormalization expanded for the chosen mode,
+//! the normalisations and Gelu expanded into primitive ops, optional absolute-value
+//! parameters (synflow) and float64 promotion, and re-batching of shape constants that an
+//! exporter baked the export batch into. Types are inferred as nodes are added.
+
+use super::builder::Builder;
+use super::fold::push_node;
+use super::infer::axis;
+use super::ir::{Attr, DType, Graph, Node, Tensor, TypeInfo};
+use super::proto::RawModel;
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::{HashMap, HashSet};
+
+/// The opset every canonical graph is written in.
+pub const TARGET_OPSET: i64 = 17;
+
+/// How BatchNormalization nodes are treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BnMode {
+    /// Normalise with the statistics of the current batch (training mode, as the paper).
+    #[default]
+    Batch,
+    /// Normalise with the stored running mean and variance (inference mode).
+    Running,
+    /// Remove BatchNormalization (identity), as synflow does.
+    Remove,
+}
+
+impl std::str::FromStr for BnMode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<BnMode> {
+        match s {
+            "batch" | "train" => Ok(BnMode::Batch),
+            "running" | "eval" => Ok(BnMode::Running),
+            "remove" | "none" => Ok(BnMode::Remove),
+            _ => bail!("unknown BatchNormalization mode '{s}' (batch, running or remove)"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CanonOptions {
+    pub bn: BnMode,
+    /// Replace every parameter by its absolute value (synflow).
+    pub abs_params: bool,
+    /// Promote every float32 tensor to float64.
+    pub float64: bool,
+}
+
+/// Shapes of the graph inputs chosen for this run, and the batch the file was exported at.
+#[derive(Clone, Debug)]
+pub struct InputShapes {
+    pub shapes: HashMap<String, Vec<usize>>,
+    /// Batch size the exporter saw (first dim of the first input), if static in the file.
+    pub export_batch: Option<usize>,
+    pub batch: usize,
+}
+
+/// Names of the parameter initializers: weights and biases of Conv/ConvTranspose/Gemm/
+/// MatMul, scale and bias of normalisations, PRelu slopes. Used for `params`, `l2_norm`
+/// and synflow's absolute values.
+pub fn parameter_names(g: &Graph) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut add = |name: Option<&str>, out: &mut Vec<String>| {
+        if let Some(n) = name {
+            if g.initializers.contains_key(n) && seen.insert(n.to_string()) {
+                out.push(n.to_string());
+            }
+        }
+    };
+    for n in &g.nodes {
+        match n.op.as_str() {
+            "Conv" | "ConvTranspose" | "Gemm" => {
+                add(n.input(1), &mut out);
+                add(n.input(2), &mut out);
+            }
+            "MatMul" => add(n.input(1), &mut out),
+            "BatchNormalization" | "InstanceNormalization" | "LayerNormalization" => {
+                add(n.input(1), &mut out);
+                add(n.input(2), &mut out);
+            }
+            "PRelu" => add(n.input(1), &mut out),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Builds the canonical graph of `raw` for the given input shapes and options.
+pub fn canonicalize(raw: &RawModel, shapes: &InputShapes, opts: &CanonOptions) -> Result<Graph> {
+    let src = &raw.graph;
+    let mut g = Graph {
+        name: src.name.clone(),
+        inputs: src.inputs.clone(),
+        outputs: src.outputs.clone(),
+        opset: TARGET_OPSET,
+        source: src.source.clone(),
+        next_id: src.next_id,
+        ..Graph::default()
+    };
+    let params: HashSet<String> = if opts.abs_params { parameter_names(src).into_iter().collect() } else { HashSet::new() };
+    let promote = |t: &Tensor| if opts.float64 && t.dtype() == DType::F32 { t.cast(DType::F64) } else { t.clone() };
+    for (name, t) in &src.initializers {
+        let t = if params.contains(name) { t.map_float(f64::abs) } else { t.clone() };
+        g.set_initializer(name, promote(&t));
+    }
+    for decl in &raw.input_decls {
+        let shape = shapes.shapes.get(&decl.name).ok_or_else(|| anyhow!("no shape chosen for input '{}'", decl.name))?;
+        let dt = if opts.float64 && decl.dtype == DType::F32 { DType::F64 } else { decl.dtype };
+        g.types.insert(decl.name.clone(), TypeInfo::new(dt, shape.clone()));
+    }
+    let mut alias: HashMap<String, String> = HashMap::new();
+    for n in &src.nodes {
+        let mut n = n.clone();
+        for i in n.inputs.iter_mut() {
+            if let Some(a) = alias.get(i) {
+                *i = a.clone();
+            }
+        }
+        if opts.float64 {
+            promote_node(&mut n);
+        }
+        let desc = n.describe();
+        canon_node(&mut g, n, src.opset, shapes, opts, &mut alias).with_context(|| format!("{}: while importing {desc}", src.source))?;
+    }
+    for o in g.outputs.iter_mut() {
+        if let Some(a) = alias.get(o) {
+            *o = a.clone();
+        }
+    }
+    for o in &g.outputs {
+        if !g.types.contains_key(o) {
+            bail!("{}: graph output '{o}' is never computed", g.source);
+        }
+    }
+    Ok(g)
+}
+
+fn promote_node(n: &mut Node) {
+    if n.op == "Cast" && n.int("to", 0) == DType::F32.onnx_code() as i64 {
+        n.attrs.insert("to".into(), Attr::Int(DType::F64.onnx_code() as i64));
+    }
+    for v in n.attrs.values_mut() {
+        if let Attr::Tensor(t) = v {
+            if t.dtype() == DType::F32 {
+                *t = t.cast(DType::F64);
+            }
+        }
+    }
+}
+
+/// Moves attribute `key` into input slot `slot` as an int64 constant (opset upgrades).
+fn attr_to_input(g: &mut Graph, n: &mut Node, key: &str, slot: usize) {
+    if let Some(v) = n.ints(key) {
+        n.attrs.remove(key);
+        let name = g.fresh(&format!("{}/{key}", n.name));
+        g.set_initializer(&name, Tensor::from_i64(&v));
+        while n.inputs.len() < slot {
+            n.inputs.push(String::new());
+        }
+        if n.inputs.len() == slot {
+            n.inputs.push(name);
+        } else {
+            n.inputs[slot] = name;
+        }
+    }
+}
+
+fn float_attr_to_input(g: &mut Graph, n: &mut Node, key: &str, slot: usize, dtype: DType) {
+    if let Some(Attr::Float(v)) = n.attrs.remove(key) {
+        let name = g.fresh(&format!("{}/{key}", n.name));
+        g.set_initializer(&name, Tensor::scalar(dtype, v as f64));
+        while n.inputs.len() <= slot {
+            n.inputs.push(String::new());
+        }
+        n.inputs[slot] = name;
+    }
+}
+
+fn canon_node(g: &mut Graph, mut n: Node, src_opset: i64, shapes: &InputShapes, opts: &CanonOptions, alias: &mut HashMap<String, String>) -> Result<()> {
+    let op = n.op.clone();
+    let x_dtype = n.input(0).and_then(|x| g.types.get(x)).map(|t| t.dtype).unwrap_or(DType::F32);
+    match op.as_str() {
+        "Constant" => {
+            let t = match n.attrs.iter().next() {
+                Some((_, Attr::Tensor(t))) => t.clone(),
+                Some((k, Attr::Float(f))) if k == "value_float" => Tensor::scalar(DType::F32, *f as f64),
+                Some((k, Attr::Floats(f))) if k == "value_floats" => {
+                    Tensor::from_f64(DType::F32, &[f.len()], f.iter().map(|&v| v as f64).collect())
+                }
+                Some((k, Attr::Int(i))) if k == "value_int" => Tensor::scalar(DType::I64, *i as f64),
+                Some((k, Attr::Ints(v))) if k == "value_ints" => Tensor::from_i64(v),
+                _ => bail!("unsupported Constant form"),
+            };
+            let t = if opts.float64 && t.dtype() == DType::F32 { t.cast(DType::F64) } else { t };
+            g.set_initializer(&n.outputs[0], t);
+            return Ok(());
+        }
+        "Identity" | "Dropout" => {
+            if n.outputs.len() > 1 && !n.outputs[1].is_empty() && op == "Dropout" {
+                // the mask of an identity dropout is all ones
+                let x = n.input(0).unwrap();
+                let shape = g.shape(x)?.to_vec();
+                g.set_initializer(&n.outputs[1], Tensor::full(DType::Bool, &shape, 1.0));
+            }
+            alias.insert(n.outputs[0].clone(), n.inputs[0].clone());
+            return Ok(());
+        }
+        "ReduceSum" => attr_to_input(g, &mut n, "axes", 1),
+        "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL2" | "ReduceL1" | "ReduceSumSquare"
+        | "ReduceLogSumExp" => {
+            // opset 18 moved axes to an input; opset 17 keeps them as an attribute
+            if n.input(1).is_some() {
+                let axes = super::infer::const_ints(g, &n, 1)?.unwrap_or_default();
+                n.inputs.truncate(1);
+                if !axes.is_empty() {
+                    n.attrs.insert("axes".into(), Attr::Ints(axes));
+                }
+            } else if n.inputs.len() > 1 {
+                n.inputs.truncate(1);
+            }
+        }
+        "Squeeze" | "Unsqueeze" => attr_to_input(g, &mut n, "axes", 1),
+        "Split" => {
+            attr_to_input(g, &mut n, "split", 1);
+            if n.attrs.remove("num_outputs").is_some() || n.input(1).is_none() {
+                let x = n.input(0).unwrap();
+                let shape = g.shape(x)?.to_vec();
+                let a = axis(n.int("axis", 0), shape.len())?;
+                let sizes = super::infer::split_sizes(g, &n, shape[a])?;
+                let name = g.fresh(&format!("{}/split", n.name));
+                g.set_initializer(&name, Tensor::from_i64(&sizes.iter().map(|&v| v as i64).collect::<Vec<_>>()));
+                n.inputs.truncate(1);
+                n.inputs.push(name);
+            }
+        }
+        "Clip" => {
+            float_attr_to_input(g, &mut n, "min", 1, x_dtype);
+            float_attr_to_input(g, &mut n, "max", 2, x_dtype);
+        }
+        "Pad" => {
+            if let Some(p) = n.ints("pads") {
+                n.attrs.remove("pads");
+                let name = g.fresh(&format!("{}/pads", n.name));
+                g.set_initializer(&name, Tensor::from_i64(&p));
+                let value = n.float("value", 0.0);
+                n.attrs.remove("value");
+                let v = g.fresh(&format!("{}/value", n.name));
+                g.set_initializer(&v, Tensor::scalar(x_dtype, value as f64));
+                n.inputs = vec![n.inputs[0].clone(), name, v];
+            }
+            if n.input(3).is_some() {
+                // opset 18 axes input: expand pads to every axis
+                let x = n.input(0).unwrap();
+                let r = g.shape(x)?.len();
+                let axes: Vec<usize> = super::infer::const_ints(g, &n, 3)?
+                    .unwrap()
+                    .iter()
+                    .map(|&a| axis(a, r))
+                    .collect::<Result<_>>()?;
+                let p = super::infer::const_ints(g, &n, 1)?.unwrap();
+                let mut full = vec![0i64; 2 * r];
+                for (k, &a) in axes.iter().enumerate() {
+                    full[a] = p[k];
+                    full[a + r] = p[k + axes.len()];
+                }
+                let name = g.fresh(&format!("{}/pads", n.name));
+                g.set_initializer(&name, Tensor::from_i64(&full));
+                n.inputs[1] = name;
+                n.inputs.truncate(3);
+            }
+            if n.string("mode").unwrap_or("constant") != "constant" {
+                bail!("only constant-mode Pad is supported");
+            }
+        }
+        "Slice" => {
+            if n.ints("starts").is_some() {
+                attr_to_input(g, &mut n, "starts", 1);
+                attr_to_input(g, &mut n, "ends", 2);
+                attr_to_input(g, &mut n, "axes", 3);
+            }
+        }
+        "Upsample" => {
+            n.op = "Resize".into();
+            let scales = match n.attrs.remove("scales") {
+                Some(Attr::Floats(f)) => Some(f),
+                _ => None,
+            };
+            let scales_name = match scales {
+                Some(f) => {
+                    let name = g.fresh(&format!("{}/scales", n.name));
+                    g.set_initializer(&name, Tensor::from_f64(DType::F32, &[f.len()], f.iter().map(|&v| v as f64).collect()));
+                    name
+                }
+                None => n.inputs.get(1).cloned().unwrap_or_default(),
+            };
+            n.inputs = vec![n.inputs[0].clone(), String::new(), scales_name];
+        }
+        "Softmax" | "LogSoftmax" | "Hardmax" if src_opset < 13 => {
+            // before opset 13 the op works on the input coerced to 2-D at `axis` (default 1)
+            let x = n.input(0).unwrap().to_string();
+            let shape = g.shape(&x)?.to_vec();
+            let a = axis(n.int("axis", 1), shape.len())?;
+            n.attrs.insert("axis".into(), Attr::Int(-1));
+            if a != shape.len() - 1 {
+                let mut b = Builder::new(g, n.name.clone());
+                let outer: usize = shape[..a].iter().product();
+                let flat = b.reshape(&x, &[outer, shape[a..].iter().product()])?;
+                let y = b.op(&op, &[&flat], vec![("axis", Attr::Int(-1))])?;
+                let y = b.reshape(&y, &shape)?;
+                alias.insert(n.outputs[0].clone(), y);
+                return Ok(());
+            }
+        }
+        _ => {}
+    }
+    let mut b = Builder::new(g, n.name.clone());
+    match op.as_str() {
+        "BatchNormalization" => return expand_batch_norm(&mut b, &n, opts.bn, alias),
+        "InstanceNormalization" => return expand_instance_norm(&mut b, &n, alias),
+        "LayerNormalization" => return expand_layer_norm(&mut b, &n, alias),
+        "Gelu" => {
+            let y = expand_gelu(&mut b, &n)?;
+            alias.insert(n.outputs[0].clone(), y);
+            return Ok(());
+        }
+        "Resize" => check_resize(&n)?,
+        _ => {}
+    }
+    rebatch(g, &mut n, shapes)?;
+    push_node(g, n)
+}
+
+fn check_resize(n: &Node) -> Result<()> {
+    let mode = n.string("mode").unwrap_or("nearest");
+    if mode != "nearest" {
+        bail!("Resize mode '{mode}' is not supported (only nearest)");
+    }
+    Ok(())
+}
+
+/// Per-channel vector `v` [C] reshaped to broadcast over axis 1 of a rank-`r` tensor.
+fn channel_vector(b: &mut Builder, v: &str, r: usize) -> Result<String> {
+    let c = b.shape(v)?;
+    let mut s = vec![1; r];
+    s[1] = c.iter().product();
+    if let Some(t) = b.g.constant(v).cloned() {
+        let name = b.g.fresh(&format!("{v}/bcast"));
+        let t = match t {
+            Tensor::F32(a) => Tensor::F32(a.into_shape_with_order(ndarray::IxDyn(&s))?),
+            Tensor::F64(a) => Tensor::F64(a.into_shape_with_order(ndarray::IxDyn(&s))?),
+            other => bail!("normalisation parameter of type {:?}", other.dtype()),
+        };
+        b.g.set_initializer(&name, t);
+        return Ok(name);
+    }
+    b.reshape(v, &s)
+}
+
+/// Normalises `x` over `axes` with batch statistics: (x - mean) / sqrt(var + eps).
+fn normalize(b: &mut Builder, x: &str, axes: &[usize], eps: f32) -> Result<String> {
+    let mean = b.reduce_mean(x, axes, true)?;
+    let d = b.sub(x, &mean)?;
+    let sq = b.mul(&d, &d)?;
+    let var = b.reduce_mean(&sq, axes, true)?;
+    let e = b.scalar_like(x, eps as f64)?;
+    let ve = b.add(&var, &e)?;
+    let sd = b.op("Sqrt", &[&ve], vec![])?;
+    b.div(&d, &sd)
+}
+
+fn expand_batch_norm(b: &mut Builder, n: &Node, mode: BnMode, alias: &mut HashMap<String, String>) -> Result<()> {
+    let x = n.input(0).unwrap();
+    let r = b.shape(x)?.len();
+    let eps = n.float("epsilon", 1e-5);
+    let y = match mode {
+        BnMode::Remove => x.to_string(),
+        BnMode::Batch => {
+            let axes: Vec<usize> = (0..r).filter(|&a| a != 1).collect();
+            let xhat = normalize(b, x, &axes, eps)?;
+            let s = channel_vector(b, n.input(1).unwrap(), r)?;
+            let bias = channel_vector(b, n.input(2).unwrap(), r)?;
+            let m = b.mul(&xhat, &s)?;
+            b.add(&m, &bias)?
+        }
+        BnMode::Running => {
+            let (sc, bi, mu, var) = (n.input(1).unwrap(), n.input(2).unwrap(), n.input(3).unwrap(), n.input(4).unwrap());
+            let consts: Option<Vec<Vec<f64>>> =
+                [sc, bi, mu, var].iter().map(|k| b.g.constant(k).map(|t| t.to_f64_vec())).collect();
+            let consts = consts.ok_or_else(|| anyhow!("running-statistics BatchNormalization needs constant parameters"))?;
+            let c = consts[0].len();
+            let a: Vec<f64> = (0..c).map(|k| consts[0][k] / (consts[3][k] + eps as f64).sqrt()).collect();
+            let sh: Vec<f64> = (0..c).map(|k| consts[1][k] - consts[2][k] * a[k]).collect();
+            let dt = b.dtype(x)?;
+            let mut s = vec![1; r];
+            s[1] = c;
+            let an = b.constant(Tensor::from_f64(dt, &s, a));
+            let bn = b.constant(Tensor::from_f64(dt, &s, sh));
+            let m = b.mul(x, &an)?;
+            b.add(&m, &bn)?
+        }
+    };
+    alias.insert(n.outputs[0].clone(), y);
+    Ok(())
+}
+
+fn expand_instance_norm(b: &mut Builder, n: &Node, alias: &mut HashMap<String, String>) -> Result<()> {
+    let x = n.input(0).unwrap();
+    let r = b.shape(x)?.len();
+    let axes: Vec<usize> = (2..r).collect();
+    let xhat = normalize(b, x, &axes, n.float("epsilon", 1e-5))?;
+    let s = channel_vector(b, n.input(1).unwrap(), r)?;
+    let bias = channel_vector(b, n.input(2).unwrap(), r)?;
+    let m = b.mul(&xhat, &s)?;
+    let y = b.add(&m, &bias)?;
+    alias.insert(n.outputs[0].clone(), y);
+    Ok(())
+}
+
+fn expand_layer_norm(b: &mut Builder, n: &Node, alias: &mut HashMap<String, String>) -> Result<()> {
+    let x = n.input(0).unwrap();
+    let r = b.shape(x)?.len();
+    let a = axis(n.int("axis", -1), r)?;
+    let axes: Vec<usize> = (a..r).collect();
+    let xhat = normalize(b, x, &axes, n.float("epsilon", 1e-5))?;
+    let mut y = b.mul(&xhat, n.input(1).unwrap())?;
+    if let Some(bias) = n.input(2) {
+        y = b.add(&y, bias)?;
+    }
+    alias.insert(n.outputs[0].clone(), y);
+    Ok(())
+}
+
+fn expand_gelu(b: &mut Builder, n: &Node) -> Result<String> {
+    let x = n.input(0).unwrap();
+    let half = b.scalar_like(x, 0.5)?;
+    let one = b.scalar_like(x, 1.0)?;
+    let inner = if n.string("approximate").unwrap_or("none") == "tanh" {
+        let c3 = b.scalar_like(x, 0.044715)?;
+        let x2 = b.mul(x, x)?;
+        let x3 = b.mul(&x2, x)?;
+        let t = b.mul(&x3, &c3)?;
+        let s = b.add(x, &t)?;
+        let k = b.scalar_like(x, (2.0 / std::f64::consts::PI).sqrt())?;
+        let u = b.mul(&s, &k)?;
+        b.op("Tanh", &[&u], vec![])?
+    } else {
+        let k = b.scalar_like(x, std::f64::consts::FRAC_1_SQRT_2)?;
+        let u = b.mul(x, &k)?;
+        b.op("Erf", &[&u], vec![])?
+    };
+    let p = b.add(&inner, &one)?;
+    let hx = b.mul(x, &half)?;
+    b.mul(&hx, &p)
+}
+
+/// Rewrites a shape constant that carries the export batch when scoring at another batch.
+fn rebatch(g: &mut Graph, n: &mut Node, shapes: &InputShapes) -> Result<()> {
+    let Some(b0) = shapes.export_batch else { return Ok(()) };
+    let b = shapes.batch;
+    if b0 == b {
+        return Ok(());
+    }
+    let slot = match n.op.as_str() {
+        "Reshape" | "Expand" | "Tile" => 1,
+        "ConstantOfShape" => 0,
+        _ => return Ok(()),
+    };
+    let Some(name) = n.input(slot).map(|s| s.to_string()) else { return Ok(()) };
+    let Some(t) = g.constant(&name) else { return Ok(()) };
+    let mut v = t.to_i64_vec();
+    if v.first() != Some(&(b0 as i64)) {
+        return Ok(());
+    }
+    let data_dim0 = if slot == 1 { n.input(0).and_then(|x| g.types.get(x)).and_then(|t| t.shape.first().copied()) } else { None };
+    match n.op.as_str() {
+        "Reshape" if data_dim0 != Some(b) => return Ok(()),
+        "Tile" if data_dim0 != Some(1) => return Ok(()),
+        _ => {}
+    }
+    v[0] = b as i64;
+    let new = g.fresh(&format!("{name}/rebatched"));
+    g.set_initializer(&new, Tensor::from_i64(&v));
+    n.inputs[slot] = new;
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! Import: read an ONNX file, fix its input shapes, canonicalise it, infer every shape.
+
+pub mod builder;
+pub mod canon;
+pub mod fold;
+pub mod geometry;
+pub mod infer;
+pub mod ir;
+pub mod layers;
+pub mod model;
+pub mod proto;
+
+pub use model::Model;

@@ -1,0 +1,1 @@
+//! Proxies (to be written).
