@@ -10,3 +10,38 @@ pub mod data;
 pub mod engine;
 pub mod onnx;
 pub mod proxies;
+pub mod report;
+pub mod inspect;
+
+use anyhow::{anyhow, Result};
+use onnx::canon::CanonOptions;
+use onnx::Model;
+use proxies::ScoreOptions;
+
+/// Per-sample input shape of a model: from `--input-shape` (batch entry dropped) or the file.
+pub fn sample_shape(model: &Model, input_shape: Option<&[usize]>) -> Result<Vec<usize>> {
+    if let Some(s) = input_shape {
+        return Ok(s[1..].to_vec());
+    }
+    // a symbolic non-batch dimension is reported with the --input-shape hint
+    model.input_shapes(1, None)?;
+    model
+        .sample_shape()
+        .ok_or_else(|| anyhow!("{}: the input shape is not static; pass --input-shape", model.path.display()))
+}
+
+/// Number of classes: the size of the model's output per sample.
+pub fn num_classes(model: &Model, opts: &ScoreOptions) -> Result<usize> {
+    let batch = model.export_batch().unwrap_or(1);
+    let shapes = model.input_shapes(batch, opts.input_shape.as_deref())?;
+    let g = model.canonical(&shapes, &CanonOptions { bn: opts.bn, ..Default::default() })?;
+    let s = g.shape(&g.outputs[0])?;
+    Ok(s[1..].iter().product())
+}
+
+/// Names (weight initializers) of the scored layers, in order.
+pub fn layer_names(model: &Model, opts: &ScoreOptions, batch: usize) -> Result<Vec<String>> {
+    let shapes = model.input_shapes(batch, opts.input_shape.as_deref())?;
+    let g = model.canonical(&shapes, &CanonOptions { bn: opts.bn, ..Default::default() })?;
+    Ok(onnx::layers::scored_layers(&g)?.into_iter().map(|l| l.weight).collect())
+}

@@ -1,1 +1,277 @@
-fn main() {}
+//! The `zerocost` command line: parses arguments, calls the library, prints.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use zerocost::data::{load_batch, BatchRequest, DataSource, Dataload, Normalization};
+use zerocost::onnx::canon::{BnMode, CanonOptions};
+use zerocost::onnx::Model;
+use zerocost::proxies::{self, ScoreOptions};
+use zerocost::{engine, inspect, report};
+
+#[derive(Parser)]
+#[command(name = "zerocost", version, about = "Zero-cost proxies for neural architecture search, on any ONNX network")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Format {
+    Table,
+    Json,
+    Jsonl,
+    Csv,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Wrt {
+    Weights,
+    Input,
+    All,
+}
+
+#[derive(clap::Args)]
+struct ShapeArgs {
+    /// Full input shape for models with symbolic dimensions, e.g. 1x3x32x32 (the batch
+    /// entry is replaced by the batch size).
+    #[arg(long, value_parser = parse_shape)]
+    input_shape: Option<Vec<usize>>,
+    /// BatchNormalization statistics: batch (training mode, as the paper) or running.
+    #[arg(long, default_value = "batch")]
+    bn: BnMode,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score models with zero-cost proxies.
+    Score {
+        #[arg(required = true)]
+        models: Vec<PathBuf>,
+        /// Proxies to compute (repeatable or comma-separated; "all" for every one). Default: all.
+        #[arg(long = "proxy", short = 'p')]
+        proxies: Vec<String>,
+        /// Explicit batch: float32 inputs (.npy, samples first).
+        #[arg(long, requires = "targets")]
+        inputs: Option<PathBuf>,
+        /// Explicit batch: int64 or int32 class targets (.npy).
+        #[arg(long, requires = "inputs")]
+        targets: Option<PathBuf>,
+        /// Data source: synthetic | npy:DIR | npz:FILE | cifar10:DIR | cifar100:DIR | imagenet16:DIR | images:DIR.
+        #[arg(long, default_value = "synthetic")]
+        data: String,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// random (the first k batches) or grasp (k samples per class, class order).
+        #[arg(long, default_value = "random")]
+        dataload: String,
+        /// k of the dataload.
+        #[arg(long, default_value_t = 1)]
+        dataload_info: usize,
+        /// Number of classes (default: the model's number of outputs).
+        #[arg(long)]
+        num_classes: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Shuffle the data source (seeded) before taking samples.
+        #[arg(long)]
+        shuffle: bool,
+        /// Per-channel normalization of image data: none | cifar10 | cifar100 | imagenet | imagenet16.
+        #[arg(long)]
+        normalize: Option<String>,
+        #[command(flatten)]
+        shape: ShapeArgs,
+        /// Engine: tract (embedded CPU engine).
+        #[arg(long, default_value = "tract")]
+        engine: String,
+        /// Threads for tract's matrix products.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Run the data passes in float64 (slower; for checks against float64 references).
+        #[arg(long)]
+        float64: bool,
+        /// Also report per-layer values.
+        #[arg(long)]
+        per_layer: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Write to FILE instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Describe a model: inputs, outputs, scored layers, params, MACs, ops and their gradients.
+    Inspect {
+        model: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[arg(long, default_value_t = 1)]
+        batch_size: usize,
+        #[command(flatten)]
+        shape: ShapeArgs,
+    },
+    /// Write the forward+backward program (mean cross-entropy loss) as an ONNX file.
+    GradGraph {
+        model: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Which gradients become outputs.
+        #[arg(long, value_enum, default_value = "weights")]
+        wrt: Wrt,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        #[command(flatten)]
+        shape: ShapeArgs,
+    },
+}
+
+fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
+    s.split(['x', ','])
+        .map(|d| d.trim().parse::<usize>().map_err(|_| format!("bad shape '{s}': expected e.g. 1x3x32x32")))
+        .collect()
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("zerocost: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Score {
+            models,
+            proxies: names,
+            inputs,
+            targets,
+            data,
+            batch_size,
+            dataload,
+            dataload_info,
+            num_classes,
+            seed,
+            shuffle,
+            normalize,
+            shape,
+            engine: engine_name,
+            threads,
+            float64,
+            per_layer,
+            format,
+            output,
+        } => {
+            let names = proxies::resolve_names(&names)?;
+            let source = match (inputs, targets) {
+                (Some(i), Some(t)) => DataSource::Npy { inputs: i, targets: t },
+                _ => data.parse::<DataSource>()?,
+            };
+            let dataload: Dataload = dataload.parse()?;
+            let normalization = normalize.map(|n| n.parse::<Normalization>()).transpose()?;
+            let engine = engine::by_name_with_threads(&engine_name, threads)?;
+            let opts = ScoreOptions { bn: shape.bn, input_shape: shape.input_shape.clone(), float64 };
+            let mut out: Box<dyn Write> = match &output {
+                Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
+                None => Box::new(std::io::stdout()),
+            };
+            if format == Format::Csv {
+                out.write_all(report::CSV_HEADER.as_bytes())?;
+            }
+            let mut failed = 0;
+            for path in &models {
+                let shown = path.display().to_string();
+                let model = match Model::load(path) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        eprintln!("zerocost: {e:#}");
+                        failed += 1;
+                        continue;
+                    }
+                };
+                let prepared = (|| -> Result<_> {
+                    let sample = zerocost::sample_shape(&model, opts.input_shape.as_deref())?;
+                    let classes = match num_classes {
+                        Some(c) => c,
+                        None => zerocost::num_classes(&model, &opts)?,
+                    };
+                    let req = BatchRequest {
+                        batch_size,
+                        dataload,
+                        dataload_info,
+                        num_classes: classes,
+                        input_shape: sample,
+                        seed,
+                        shuffle,
+                        normalization: normalization.clone(),
+                    };
+                    load_batch(&source, &req)
+                })();
+                let batch = match prepared {
+                    Ok(b) => b,
+                    Err(e) => {
+                        eprintln!("zerocost: {}: {e:#}", shown);
+                        failed += 1;
+                        continue;
+                    }
+                };
+                let results = proxies::find_measures(&model, &batch, &names, engine.as_ref(), &opts);
+                let layers: Option<Vec<String>> = if per_layer {
+                    Some(zerocost::layer_names(&model, &opts, batch.len()).unwrap_or_default())
+                } else {
+                    None
+                };
+                let text = match format {
+                    Format::Table => report::score_table(&shown, &engine.name(), batch.len(), &results, layers.as_deref()),
+                    Format::Json => {
+                        serde_json::to_string_pretty(&report::score_json(&shown, &engine.name(), batch.len(), &results, layers.as_deref()))? + "\n"
+                    }
+                    Format::Jsonl => {
+                        serde_json::to_string(&report::score_json(&shown, &engine.name(), batch.len(), &results, layers.as_deref()))? + "\n"
+                    }
+                    Format::Csv => report::score_csv(&shown, &results),
+                };
+                out.write_all(text.as_bytes())?;
+                out.flush()?;
+            }
+            Ok(if failed > 0 { 1 } else { 0 })
+        }
+        Command::Inspect { model, format, batch_size, shape } => {
+            let m = Model::load(&model)?;
+            let info = inspect::inspect(&m, batch_size, shape.input_shape.as_deref(), shape.bn)?;
+            match format {
+                Format::Json | Format::Jsonl => println!("{}", serde_json::to_string_pretty(&info)?),
+                Format::Table | Format::Csv => print!("{}", inspect::render(&info)),
+            }
+            Ok(0)
+        }
+        Command::GradGraph { model, output, wrt, batch_size, shape } => {
+            let m = Model::load(&model)?;
+            let shapes = m.input_shapes(batch_size, shape.input_shape.as_deref())?;
+            let g = m.canonical(&shapes, &CanonOptions { bn: shape.bn, ..Default::default() })?;
+            let layers = zerocost::onnx::layers::scored_layers(&g)?;
+            let (weights, input) = match wrt {
+                Wrt::Weights => (true, false),
+                Wrt::Input => (false, true),
+                Wrt::All => (true, true),
+            };
+            let used: &[_] = if weights { &layers } else { &[] };
+            let p = proxies::passes::loss_program(&g, used, false, input)?;
+            if !weights && !input {
+                bail!("nothing to differentiate");
+            }
+            zerocost::onnx::proto::write_model(&p.graph, &output)?;
+            eprintln!(
+                "wrote {}: inputs {:?}, outputs {:?}",
+                output.display(),
+                p.graph.inputs,
+                p.graph.outputs
+            );
+            Ok(0)
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! Every source ends in the same [`Batch`]: float32 inputs with the samples on the first axis
 //! and integer class targets. Sources differ only in how they find samples and labels; the
-//! choice of *which* samples ([`Dataload`]) is shared, in [`sampling`].
+//! choice of *which* samples ([`Dataload`]) is shared, in `sampling.rs`.
 //!
 //! | `--data` | what is read |
 //! |---|---|
@@ -301,7 +301,7 @@ impl BatchRequest {
         if self.dataload == Dataload::Random && self.batch_size == 0 {
             bail!("batch size must be at least 1");
         }
-        if self.input_shape.iter().any(|&d| d == 0) {
+        if self.input_shape.contains(&0) {
             bail!("input shape {:?} has a zero dimension", self.input_shape);
         }
         Ok(())

@@ -25,7 +25,7 @@ pub(crate) fn load(req: &BatchRequest) -> Result<Batch> {
     let targets: Vec<i64> = match req.dataload {
         Dataload::Random => (0..count).map(|_| rng.gen_range(0..req.num_classes) as i64).collect(),
         Dataload::Grasp => (0..req.num_classes)
-            .flat_map(|c| std::iter::repeat(c as i64).take(req.dataload_info))
+            .flat_map(|c| std::iter::repeat_n(c as i64, req.dataload_info))
             .collect(),
     };
     let inputs = ArrayD::from_shape_vec(shape, values)?;

@@ -25,8 +25,13 @@ pub trait Program: Send + Sync {
 /// Builds an engine by name: `tract` (default) or, with the `ort` feature, `ort-cpu`,
 /// `ort-cuda` and `ort`.
 pub fn by_name(name: &str) -> Result<Box<dyn Engine>> {
+    by_name_with_threads(name, 1)
+}
+
+/// As [`by_name`], with a thread count for the engine's kernels.
+pub fn by_name_with_threads(name: &str, threads: usize) -> Result<Box<dyn Engine>> {
     match name {
-        "tract" => Ok(Box::new(tract::TractEngine::default())),
+        "tract" => Ok(Box::new(tract::TractEngine::with_threads(threads))),
         other => anyhow::bail!("unknown engine '{other}' (available: tract)"),
     }
 }

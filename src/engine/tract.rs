@@ -62,18 +62,22 @@ impl Engine for TractEngine {
             let info = graph.info(name)?;
             facts.push(InferenceFact::dt_shape(datum(info.dtype), info.shape.iter().map(|&d| d as i64).collect::<Vec<_>>()));
         }
+        let start = std::time::Instant::now();
         let built = catch_unwind(AssertUnwindSafe(|| -> TractResult<Plan> {
             let mut model = tract_onnx::onnx().model_for_proto_model(&proto)?;
             for (i, f) in facts.into_iter().enumerate() {
                 model = model.with_input_fact(i, f)?;
             }
-            model.into_optimized()?.into_runnable()
+            model.into_typed()?.into_decluttered()?.into_optimized()?.into_runnable()
         }));
         let plan = match built {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => bail!("{}: tract could not prepare the program: {e:#}", graph.source),
             Err(p) => bail!("{}: tract panicked while preparing the program: {}", graph.source, panic_message(p)),
         };
+        if std::env::var_os("ZEROCOST_DEBUG").is_some() {
+            eprintln!("tract: prepared {} nodes in {:.3}s", graph.nodes.len(), start.elapsed().as_secs_f64());
+        }
         Ok(Box::new(TractProgram {
             plan,
             inputs: graph.inputs.clone(),

@@ -328,6 +328,24 @@ fn canon_node(g: &mut Graph, mut n: Node, src_opset: i64, shapes: &InputShapes, 
             return Ok(());
         }
         "Resize" => check_resize(&n)?,
+        "Gemm" if opts.float64 && n.input(2).is_some() => {
+            // tract evaluates Gemm's beta·C in float32 whatever the type: add C separately
+            let c = n.inputs[2].clone();
+            let beta = n.float("beta", 1.0) as f64;
+            let y = n.outputs[0].clone();
+            let mut core = n.clone();
+            core.inputs.truncate(2);
+            core.attrs.remove("beta");
+            core.outputs = vec![b.g.fresh(&format!("{}/no_bias", n.name))];
+            let core_out = core.outputs[0].clone();
+            rebatch(b.g, &mut core, shapes)?;
+            push_node(b.g, core)?;
+            let mut b = Builder::new(g, n.name.clone());
+            let c = if beta != 1.0 { b.mul_scalar(&c, beta)? } else { c };
+            let sum = b.add(&core_out, &c)?;
+            alias.insert(y, sum);
+            return Ok(());
+        }
         _ => {}
     }
     rebatch(g, &mut n, shapes)?;

@@ -388,7 +388,12 @@ fn infer_inner(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
         }
         "Flatten" => {
             let xi = x()?;
-            let a = if xi.rank() == 0 { 0 } else { axis(n.int("axis", 1), xi.rank() + 1)? };
+            // axis in [-r, r]; a negative one counts from r (not r + 1)
+            let (a, r) = (n.int("axis", 1), xi.rank() as i64);
+            if r > 0 && (a < -r || a > r) {
+                bail!("Flatten axis {a} out of range for rank {r}");
+            }
+            let a = if r == 0 { 0 } else if a < 0 { a + r } else { a } as usize;
             let outer: usize = xi.shape[..a].iter().product();
             let inner: usize = xi.shape[a..].iter().product();
             vec![TypeInfo::new(xi.dtype, vec![outer, inner])]

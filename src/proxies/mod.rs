@@ -1,1 +1,322 @@
-//! Proxies (to be written).
+//! Zero-cost proxies, one module each, registered by name. A proxy is a small function
+//! over the results of shared passes (`passes.rs`); `Ctx` runs each pass at most once per
+//! model and batch, so proxies that need the same pass share it.
+
+pub mod fisher;
+pub mod flops;
+pub mod grad_norm;
+pub mod grasp;
+pub mod jacob_cov;
+pub mod l2_norm;
+pub mod params;
+pub mod passes;
+pub mod plain;
+pub mod snip;
+pub mod synflow;
+
+use crate::data::Batch;
+use crate::engine::Engine;
+use crate::onnx::canon::{parameter_names, BnMode, CanonOptions};
+use crate::onnx::ir::{DType, Graph, Tensor};
+use crate::onnx::layers::{scored_layers, ScoredLayer};
+use crate::onnx::Model;
+use anyhow::{anyhow, bail, Result};
+use indexmap::IndexMap;
+use serde::Serialize;
+use std::cell::OnceCell;
+use std::time::Instant;
+
+/// A proxy's value on one model: the score, and per-layer values in scored-layer order
+/// where the proxy is a sum over layers.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProxyValue {
+    pub total: f64,
+    pub per_layer: Option<Vec<f64>>,
+    /// Extra numbers (e.g. GraSP's Σ|W⊙Hg|), reported with `--per-layer`.
+    pub details: Option<serde_json::Value>,
+}
+
+impl ProxyValue {
+    pub fn from_layers(per_layer: Vec<f64>) -> ProxyValue {
+        ProxyValue { total: per_layer.iter().sum(), per_layer: Some(per_layer), details: None }
+    }
+    pub fn scalar(total: f64) -> ProxyValue {
+        ProxyValue { total, per_layer: None, details: None }
+    }
+}
+
+pub struct Proxy {
+    pub name: &'static str,
+    /// One line: what it computes and which pass it needs.
+    pub about: &'static str,
+    pub compute: fn(&Ctx) -> Result<ProxyValue>,
+}
+
+/// Every registered proxy, in report order.
+pub fn registry() -> Vec<Proxy> {
+    vec![
+        grad_norm::PROXY,
+        snip::PROXY,
+        grasp::PROXY,
+        fisher::PROXY,
+        jacob_cov::PROXY,
+        plain::PROXY,
+        synflow::PROXY,
+        synflow::PROXY_BN,
+        l2_norm::PROXY,
+        params::PROXY,
+        flops::PROXY,
+    ]
+}
+
+pub fn proxy_names() -> Vec<&'static str> {
+    registry().iter().map(|p| p.name).collect()
+}
+
+/// Resolves user-given names ("all" expands to every proxy); unknown names are an error.
+pub fn resolve_names(names: &[String]) -> Result<Vec<&'static str>> {
+    let all = proxy_names();
+    if names.is_empty() {
+        return Ok(all);
+    }
+    let mut out = Vec::new();
+    for n in names.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+        if n == "all" {
+            for a in &all {
+                if !out.contains(a) {
+                    out.push(*a);
+                }
+            }
+            continue;
+        }
+        let p = all.iter().find(|a| **a == n).ok_or_else(|| anyhow!("unknown proxy '{n}' (known: {})", all.join(", ")))?;
+        if !out.contains(p) {
+            out.push(*p);
+        }
+    }
+    Ok(out)
+}
+
+/// How a model is scored.
+#[derive(Clone, Debug)]
+pub struct ScoreOptions {
+    pub bn: BnMode,
+    /// Full input shape for models with symbolic dimensions (batch entry is replaced).
+    pub input_shape: Option<Vec<usize>>,
+    /// Run the data passes in float64 instead of float32 (for checks against references).
+    pub float64: bool,
+}
+
+impl Default for ScoreOptions {
+    fn default() -> Self {
+        ScoreOptions { bn: BnMode::Batch, input_shape: None, float64: false }
+    }
+}
+
+/// Result of one proxy on one model.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProxyResult {
+    pub value: Option<ProxyValue>,
+    pub error: Option<String>,
+    pub seconds: f64,
+}
+
+/// The canonical graph a data pass runs on, with its scored layers and their weights.
+pub struct Base {
+    pub graph: Graph,
+    pub layers: Vec<ScoredLayer>,
+    pub weights: Vec<Tensor>,
+}
+
+pub struct LossResults {
+    pub loss: f64,
+    pub weight_grads: Vec<Tensor>,
+    /// Per scored layer: (activation, gradient of the loss w.r.t. it).
+    pub activations: Vec<(Tensor, Tensor)>,
+}
+
+pub struct SynflowResults {
+    pub weights: Vec<Tensor>,
+    pub weight_grads: Vec<Tensor>,
+}
+
+/// Lazily computed passes for one model and one batch.
+pub struct Ctx<'a> {
+    pub model: &'a Model,
+    pub batch: &'a Batch,
+    pub engine: &'a dyn Engine,
+    pub opts: &'a ScoreOptions,
+    base: OnceCell<Result<Base, String>>,
+    loss: OnceCell<Result<LossResults, String>>,
+    hg: OnceCell<Result<Vec<Tensor>, String>>,
+    jacobian: OnceCell<Result<Tensor, String>>,
+    synflow: [OnceCell<Result<SynflowResults, String>>; 2],
+}
+
+fn cached<T>(cell: &OnceCell<Result<T, String>>, f: impl FnOnce() -> Result<T>) -> Result<&T> {
+    cell.get_or_init(|| f().map_err(|e| format!("{e:#}"))).as_ref().map_err(|e| anyhow!("{e}"))
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(model: &'a Model, batch: &'a Batch, engine: &'a dyn Engine, opts: &'a ScoreOptions) -> Ctx<'a> {
+        Ctx {
+            model,
+            batch,
+            engine,
+            opts,
+            base: OnceCell::new(),
+            loss: OnceCell::new(),
+            hg: OnceCell::new(),
+            jacobian: OnceCell::new(),
+            synflow: [OnceCell::new(), OnceCell::new()],
+        }
+    }
+
+    fn dtype(&self) -> DType {
+        if self.opts.float64 { DType::F64 } else { DType::F32 }
+    }
+
+    fn canonical(&self, batch: usize, opts: &CanonOptions) -> Result<Graph> {
+        let shapes = self.model.input_shapes(batch, self.opts.input_shape.as_deref())?;
+        self.model.canonical(&shapes, opts)
+    }
+
+    /// The canonical graph at the batch's size (BN as chosen, float32 unless float64).
+    pub fn base(&self) -> Result<&Base> {
+        cached(&self.base, || {
+            let opts = CanonOptions { bn: self.opts.bn, abs_params: false, float64: self.opts.float64 };
+            let graph = self.canonical(self.batch.len(), &opts)?;
+            let layers = scored_layers(&graph)?;
+            let weights = layers.iter().map(|l| graph.initializers[&l.weight].clone()).collect();
+            Ok(Base { graph, layers, weights })
+        })
+    }
+
+    pub fn layers(&self) -> Result<&[ScoredLayer]> {
+        Ok(&self.base()?.layers)
+    }
+
+    /// The batch's inputs in the pass's float type, checked against the model's input.
+    fn input_tensor(&self, g: &Graph) -> Result<Tensor> {
+        let want = g.shape(&g.inputs[0])?;
+        let got = self.batch.inputs.shape();
+        if want != got {
+            bail!("the batch has shape {got:?}, the model's input '{}' wants {want:?}", g.inputs[0]);
+        }
+        Ok(Tensor::F32(self.batch.inputs.clone()).cast(self.dtype()))
+    }
+
+    fn classes(&self, g: &Graph) -> Result<usize> {
+        let s = g.shape(&g.outputs[0])?;
+        Ok(s[1..].iter().product())
+    }
+
+    /// Cross-entropy on the batch; gradients w.r.t. scored weights and layer outputs.
+    pub fn loss(&self) -> Result<&LossResults> {
+        cached(&self.loss, || {
+            let base = self.base()?;
+            let p = passes::loss_program(&base.graph, &base.layers, true, false)?;
+            let x = self.input_tensor(&base.graph)?;
+            let t = passes::target_tensor(&self.batch.targets, self.classes(&base.graph)?, self.dtype())?;
+            let out = passes::load_and_run(self.engine, &p.graph, &[(&base.graph.inputs[0], &x), (passes::TARGETS, &t)])?;
+            let loss = passes::output(&out, passes::LOSS)?.to_f64_vec()[0];
+            if !loss.is_finite() {
+                bail!("the loss is {loss} (NaN or infinite) on this batch");
+            }
+            let weight_grads = p.weight_grads.iter().map(|n| passes::output(&out, n).cloned()).collect::<Result<_>>()?;
+            let activations = p
+                .activations
+                .iter()
+                .map(|(a, d)| Ok((passes::output(&out, a)?.clone(), passes::output(&out, d)?.clone())))
+                .collect::<Result<_>>()?;
+            Ok(LossResults { loss, weight_grads, activations })
+        })
+    }
+
+    /// GraSP's Hessian-gradient product per scored layer (g = the loss pass's dW).
+    pub fn hessian_grad(&self) -> Result<&Vec<Tensor>> {
+        cached(&self.hg, || {
+            let base = self.base()?;
+            let lr = self.loss()?;
+            let p = passes::grasp_program(&base.graph, &base.layers)?;
+            let x = self.input_tensor(&base.graph)?;
+            let t = passes::target_tensor(&self.batch.targets, self.classes(&base.graph)?, self.dtype())?;
+            let mut bind: Vec<(&str, &Tensor)> = vec![(&base.graph.inputs[0], &x), (passes::TARGETS, &t)];
+            for (name, g) in p.g_inputs.iter().zip(&lr.weight_grads) {
+                bind.push((name, g));
+            }
+            let out = passes::load_and_run(self.engine, &p.graph, &bind)?;
+            p.hg.iter().map(|n| passes::output(&out, n).cloned()).collect()
+        })
+    }
+
+    /// ∂(Σ outputs)/∂input, one row per sample.
+    pub fn jacobian(&self) -> Result<&Tensor> {
+        cached(&self.jacobian, || {
+            let base = self.base()?;
+            let input = base.graph.inputs[0].clone();
+            let (g, grads) = passes::sum_output_program(&base.graph, std::slice::from_ref(&input))?;
+            let x = self.input_tensor(&base.graph)?;
+            let seed = passes::seed_ones(&base.graph)?;
+            let out = passes::load_and_run(self.engine, &g, &[(&input, &x), (passes::SEED, &seed)])?;
+            passes::output(&out, &grads[0]).cloned()
+        })
+    }
+
+    /// synflow's pass: |parameters|, float64, one all-ones sample; BN removed unless `keep_bn`.
+    pub fn synflow(&self, keep_bn: bool) -> Result<&SynflowResults> {
+        cached(&self.synflow[keep_bn as usize], || {
+            let opts = CanonOptions { bn: if keep_bn { BnMode::Batch } else { BnMode::Remove }, abs_params: true, float64: true };
+            let graph = self.canonical(1, &opts)?;
+            let layers = scored_layers(&graph)?;
+            let wrt: Vec<String> = layers.iter().map(|l| l.weight.clone()).collect();
+            let (g, grads) = passes::sum_output_program(&graph, &wrt)?;
+            let input = graph.inputs[0].clone();
+            let x = passes::ones(graph.shape(&input)?, DType::F64);
+            let seed = passes::seed_ones(&graph)?;
+            let out = passes::load_and_run(self.engine, &g, &[(&input, &x), (passes::SEED, &seed)])?;
+            Ok(SynflowResults {
+                weights: wrt.iter().map(|w| graph.initializers[w].clone()).collect(),
+                weight_grads: grads.iter().map(|n| passes::output(&out, n).cloned()).collect::<Result<_>>()?,
+            })
+        })
+    }
+
+    /// Parameter initializers of the file as read (for params and l2_norm).
+    pub fn parameter_names(&self) -> Vec<String> {
+        parameter_names(&self.model.raw.graph)
+    }
+}
+
+/// Σ over elements of f(w, g) in f64.
+pub fn sum_pairs(w: &Tensor, g: &Tensor, f: impl Fn(f64, f64) -> f64) -> f64 {
+    w.to_f64_vec().iter().zip(g.to_f64_vec()).map(|(&a, b)| f(a, b)).sum()
+}
+
+/// Scores `model` on `batch` with the named proxies (the paper's `find_measures`).
+/// A proxy that fails gets an error and the others still run.
+pub fn find_measures(model: &Model, batch: &Batch, names: &[&str], engine: &dyn Engine, opts: &ScoreOptions) -> IndexMap<String, ProxyResult> {
+    let ctx = Ctx::new(model, batch, engine, opts);
+    let reg = registry();
+    let mut out = IndexMap::new();
+    for name in names {
+        let start = Instant::now();
+        let res = match reg.iter().find(|p| p.name == *name) {
+            None => Err(anyhow!("unknown proxy '{name}'")),
+            Some(p) => (p.compute)(&ctx).and_then(|v| {
+                if v.total.is_finite() {
+                    Ok(v)
+                } else {
+                    Err(anyhow!("the score is {} (NaN or infinite)", v.total))
+                }
+            }),
+        };
+        let seconds = start.elapsed().as_secs_f64();
+        let (value, error) = match res {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
+        out.insert(name.to_string(), ProxyResult { value, error, seconds });
+    }
+    out
+}

@@ -1,8 +1,509 @@
-//! Gradient rules (to be written).
+//! Pooling and nearest-neighbour resizing. Each gradient sends the output gradient back
+//! to the input positions an output read: a depthwise ConvTranspose with a constant kernel
+//! scatters per-window shares back in place (ones for AveragePool, one-hot per window
+//! offset for MaxPool), and Resize sums the copies of each input value.
 
-use super::Rule;
+use super::conv::{kernel_offsets, window_slice};
+use super::{gy0, Rule};
+use crate::onnx::builder::Builder;
+use crate::onnx::geometry::{window, Window};
+use crate::onnx::infer::const_floats;
+use crate::onnx::ir::{Attr, DType, Node, Tensor};
+use anyhow::{anyhow, bail, Result};
+
+type Grads = Result<Vec<Option<String>>>;
 
 pub fn rule(op: &str) -> Option<Rule> {
-    let _ = op;
-    None
+    Some(match op {
+        "MaxPool" => max_pool,
+        "AveragePool" => average_pool,
+        "GlobalMaxPool" => global_max_pool,
+        "GlobalAveragePool" => global_average_pool,
+        "Resize" => resize,
+        _ => return None,
+    })
+}
+
+/// The window geometry of a pooling node over its input.
+fn pool_window(b: &Builder, n: &Node) -> Result<Window> {
+    let xs = b.shape(&n.inputs[0])?;
+    let k: Vec<usize> = n
+        .ints("kernel_shape")
+        .ok_or_else(|| anyhow!("{} has no kernel_shape", n.describe()))?
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
+    window(n, &xs[2..], &k, n.int("ceil_mode", 0) == 1)
+}
+
+/// Extent, in padded coordinates, that the windows cover along each spatial axis.
+fn covered(win: &Window) -> Vec<usize> {
+    (0..win.kernel.len()).map(|i| (win.out[i] - 1) * win.strides[i] + win.span(i)).collect()
+}
+
+/// Scatters per-window values back onto the input: `cols` [N, C·J, out...] with J input
+/// channels per channel c, ConvTranspose with `kernel` [C·J, 1, k...] (group C, the
+/// window's strides and dilations) gives the covered padded extent, which is cropped to the
+/// input `x` (and zero-padded where no window reached).
+fn scatter(b: &mut Builder, cols: &str, kernel: Tensor, win: &Window, x: &str) -> Result<String> {
+    let xs = b.shape(x)?;
+    let r = xs.len() - 2;
+    let w = b.constant(kernel);
+    let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
+    let attrs = vec![
+        ("group", Attr::Int(xs[1] as i64)),
+        ("strides", ints(&win.strides)),
+        ("dilations", ints(&win.dilations)),
+    ];
+    let t = b.op("ConvTranspose", &[cols, &w], attrs)?;
+    let full = covered(win);
+    let mut begin = vec![0i64; 2];
+    let mut end = vec![0i64; 2];
+    for i in 0..r {
+        begin.push(-(win.pads_begin[i] as i64));
+        end.push((xs[2 + i] + win.pads_begin[i]) as i64 - full[i] as i64);
+    }
+    b.pad_or_crop(&t, &begin, &end)
+}
+
+/// y[p] = max over the window taps x_pad[p·s + k·d] (padding never wins).
+/// dx routes gy[p] to the first maximal tap of each window in row-major kernel order (as
+/// PyTorch does): the taps are stacked [N, C, K, out...], ArgMax (first occurrence) picks
+/// one, Equal against 0..K makes it a one-hot mask, and the masked gy is scattered back
+/// (one-hot kernels). The mask is piecewise constant (Equal/ArgMax have no gradient), so
+/// this is exact almost everywhere to any order.
+fn max_pool(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> Grads {
+    if let Some(ind) = n.outputs.get(1).filter(|o| !o.is_empty()) {
+        if b.g.use_counts().contains_key(ind) {
+            bail!("the Indices output of MaxPool is used; only the values output is differentiated");
+        }
+    }
+    let g = gy0(gy)?;
+    let x = n.inputs[0].as_str();
+    let (xs, dt) = (b.shape(x)?, b.dtype(x)?);
+    let win = pool_window(b, n)?;
+    let r = xs.len() - 2;
+    let (nb, c, out) = (xs[0], xs[1], win.out.clone());
+    // pad with the lowest finite value, as far as the windows reach (ceil_mode may go past pads_end)
+    let full = covered(&win);
+    let pe: Vec<usize> = (0..r).map(|i| full[i].saturating_sub(win.pads_begin[i] + xs[2 + i])).collect();
+    let xp = if win.pads_begin.iter().chain(&pe).all(|&p| p == 0) {
+        x.to_string()
+    } else {
+        let pads: Vec<i64> = [0, 0].iter().chain(&win.pads_begin).chain(&[0, 0]).chain(&pe).map(|&p| p as i64).collect();
+        let pads = b.ints(&pads);
+        let low = b.constant(Tensor::scalar(dt, if dt == DType::F32 { f32::MIN as f64 } else { f64::MIN }));
+        b.op("Pad", &[x, &pads, &low], vec![])?
+    };
+    let offsets = kernel_offsets(&win.kernel);
+    let k = offsets.len();
+    let tap_shape = [&[nb, c, 1][..], &out].concat();
+    let mut taps = Vec::with_capacity(k);
+    for off in &offsets {
+        let t = window_slice(b, &xp, 2, off, &win, &out)?;
+        taps.push(b.reshape(&t, &tap_shape)?);
+    }
+    let refs: Vec<&str> = taps.iter().map(|s| s.as_str()).collect();
+    let stacked = if k == 1 { taps[0].clone() } else { b.op("Concat", &refs, vec![("axis", Attr::Int(2))])? };
+    let am = b.op("ArgMax", &[&stacked], vec![("axis", Attr::Int(2)), ("keepdims", Attr::Int(1))])?;
+    let mut range_shape = vec![1, 1, k];
+    range_shape.extend(vec![1; r]);
+    let range = b.constant(Tensor::from_f64(DType::I64, &range_shape, (0..k).map(|j| j as f64).collect()));
+    let hit = b.op("Equal", &[&am, &range], vec![])?;
+    let mask = b.mask(&hit, g)?;
+    let g1 = b.reshape(g, &tap_shape)?;
+    let routed = b.mul(&mask, &g1)?;
+    let cols = b.reshape(&routed, &[&[nb, c * k][..], &out].concat())?;
+    // kernel[c·K + j, 0, offset j] = 1
+    let mut onehot = vec![0.0; c * k * k];
+    for ch in 0..c {
+        for j in 0..k {
+            onehot[(ch * k + j) * k + j] = 1.0;
+        }
+    }
+    let kernel = Tensor::from_f64(dt, &[&[c * k, 1][..], &win.kernel].concat(), onehot);
+    Ok(vec![Some(scatter(b, &cols, kernel, &win, x)?)])
+}
+
+/// Number of taps of window `o` (along one axis) inside [lo, hi) in padded coordinates.
+fn taps_inside(win: &Window, i: usize, o: usize, lo: usize, hi: usize) -> usize {
+    (0..win.kernel[i]).filter(|&k| (lo..hi).contains(&(o * win.strides[i] + k * win.dilations[i]))).count()
+}
+
+/// y[p] = Σ_k x_pad[p·s + k·d] / count[p], count = the window's taps inside x, or inside
+/// the padded x with count_include_pad = 1 (ceil_mode windows past the padding are
+/// clipped). dx = (gy / count) scattered back with an all-ones depthwise kernel.
+fn average_pool(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> Grads {
+    let g = gy0(gy)?;
+    let x = n.inputs[0].as_str();
+    let (xs, dt) = (b.shape(x)?, b.dtype(x)?);
+    let win = pool_window(b, n)?;
+    let r = xs.len() - 2;
+    let include_pad = n.int("count_include_pad", 0) == 1;
+    // 1/count over the output positions, a product of per-axis counts
+    let mut inv = vec![1.0];
+    for i in 0..r {
+        let (pb, len) = (win.pads_begin[i], xs[2 + i]);
+        let (lo, hi) = if include_pad { (0, pb + len + win.pads_end[i]) } else { (pb, pb + len) };
+        let axis: Vec<f64> = (0..win.out[i]).map(|o| taps_inside(&win, i, o, lo, hi) as f64).collect();
+        inv = inv.iter().flat_map(|&a| axis.iter().map(move |&cnt| a / cnt)).collect();
+    }
+    let inv = b.constant(Tensor::from_f64(dt, &[&[1, 1][..], &win.out].concat(), inv));
+    let scaled = b.mul(g, &inv)?;
+    let kernel = Tensor::full(dt, &[&[xs[1], 1][..], &win.kernel].concat(), 1.0);
+    Ok(vec![Some(scatter(b, &scaled, kernel, &win, x)?)])
+}
+
+/// y[n,c] = mean of x[n,c,:]: dx = gy / S broadcast over the S spatial positions.
+fn global_average_pool(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> Grads {
+    let x = n.inputs[0].as_str();
+    let (xs, dt) = (b.shape(x)?, b.dtype(x)?);
+    let s: usize = xs[2..].iter().product();
+    let spread = b.constant(Tensor::full(dt, &[&[1, 1][..], &xs[2..]].concat(), 1.0 / s as f64));
+    Ok(vec![Some(b.mul(gy0(gy)?, &spread)?)])
+}
+
+/// y[n,c] = max of x[n,c,:]: dx = gy at the first maximal position (ArgMax), 0 elsewhere.
+fn global_max_pool(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> Grads {
+    let g = gy0(gy)?;
+    let x = n.inputs[0].as_str();
+    let xs = b.shape(x)?;
+    let s: usize = xs[2..].iter().product();
+    let flat = b.reshape(x, &[xs[0], xs[1], s])?;
+    let am = b.op("ArgMax", &[&flat], vec![("axis", Attr::Int(2)), ("keepdims", Attr::Int(1))])?;
+    let range = b.constant(Tensor::from_f64(DType::I64, &[1, 1, s], (0..s).map(|j| j as f64).collect()));
+    let hit = b.op("Equal", &[&am, &range], vec![])?;
+    let mask = b.mask(&hit, g)?;
+    let g1 = b.reshape(g, &[xs[0], xs[1], 1])?;
+    let routed = b.mul(&mask, &g1)?;
+    Ok(vec![Some(b.reshape(&routed, &xs)?)])
+}
+
+/// Source index of output position `j` of a nearest Resize along one axis, computed as
+/// ONNX defines it (in float32, as engines do).
+fn nearest_source(j: usize, scale: f32, len_in: usize, len_out: usize, coord: &str, mode: &str) -> Result<usize> {
+    let xr = j as f32;
+    let x = match coord {
+        "half_pixel" => (xr + 0.5) / scale - 0.5,
+        "pytorch_half_pixel" if len_out > 1 => (xr + 0.5) / scale - 0.5,
+        "pytorch_half_pixel" => 0.0,
+        "asymmetric" => xr / scale,
+        "align_corners" if len_out > 1 => xr * (len_in as f32 - 1.0) / (len_out as f32 - 1.0),
+        "align_corners" => 0.0,
+        "tf_half_pixel_for_nn" => (xr + 0.5) / scale,
+        other => bail!("Resize coordinate_transformation_mode '{other}' has no gradient rule (supported: half_pixel, pytorch_half_pixel, asymmetric, align_corners, tf_half_pixel_for_nn)"),
+    };
+    let half = x - x.floor() == 0.5;
+    let i = match mode {
+        "floor" => x.floor(),
+        "round_prefer_floor" if half => x.floor(),
+        "round_prefer_ceil" if half => x.ceil(),
+        "round_prefer_floor" | "round_prefer_ceil" => x.round(),
+        other => bail!("Resize nearest_mode '{other}' has no gradient rule (supported: floor, round_prefer_floor, round_prefer_ceil)"),
+    };
+    Ok(i.max(0.0).min(len_in as f32 - 1.0) as usize)
+}
+
+/// Resize (mode nearest): y[j] = x[src(j)] along each resized axis, so dx[i] is the sum of
+/// gy over {j : src(j) = i}. Per axis: Reshape + ReduceSum when every input index owns a
+/// block of m consecutive outputs (integer upsampling under asymmetric/floor, half_pixel/
+/// round_prefer_floor, ...), otherwise a MatMul with the constant one-hot matrix [out, in].
+/// Scales or sizes must be constants; opset-18 `axes` and aspect-ratio policies are not handled.
+fn resize(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> Grads {
+    let mode = n.string("mode").unwrap_or("nearest");
+    if mode != "nearest" {
+        bail!("Resize mode '{mode}' has no gradient rule (only nearest)");
+    }
+    if n.attrs.contains_key("axes") || n.string("keep_aspect_ratio_policy").is_some_and(|p| p != "stretch") {
+        bail!("Resize with axes or keep_aspect_ratio_policy has no gradient rule");
+    }
+    let coord = n.string("coordinate_transformation_mode").unwrap_or("half_pixel");
+    let nearest = n.string("nearest_mode").unwrap_or("round_prefer_floor");
+    let mut g = gy0(gy)?.to_string();
+    let (xs, ys, dt) = (b.shape(&n.inputs[0])?, b.shape(&g)?, b.dtype(&g)?);
+    let scales = const_floats(b.g, n, 2)?.filter(|s| !s.is_empty());
+    let rank = xs.len();
+    for a in 0..rank {
+        let (len_in, len_out) = (xs[a], ys[a]);
+        let scale = match &scales {
+            Some(s) => s[a] as f32,
+            None => len_out as f32 / len_in as f32,
+        };
+        let src: Vec<usize> =
+            (0..len_out).map(|j| nearest_source(j, scale, len_in, len_out, coord, nearest)).collect::<Result<_>>()?;
+        if len_in == len_out && src.iter().enumerate().all(|(j, &i)| i == j) {
+            continue;
+        }
+        let mut cur = b.shape(&g)?;
+        let m = len_out / len_in;
+        if len_out % len_in == 0 && src.iter().enumerate().all(|(j, &i)| i == j / m) {
+            cur[a] = len_in;
+            cur.insert(a + 1, m);
+            let split = b.reshape(&g, &cur)?;
+            g = b.reduce_sum(&split, &[a + 1], false)?;
+        } else {
+            let mut onehot = vec![0.0; len_out * len_in];
+            for (j, &i) in src.iter().enumerate() {
+                onehot[j * len_in + i] = 1.0;
+            }
+            let mat = b.constant(Tensor::from_f64(dt, &[len_out, len_in], onehot));
+            let mut perm: Vec<usize> = (0..rank).filter(|&i| i != a).collect();
+            perm.push(a);
+            let mut inv = vec![0; rank];
+            for (i, &p) in perm.iter().enumerate() {
+                inv[p] = i;
+            }
+            let t = b.transpose(&g, &perm)?;
+            let t = b.op("MatMul", &[&t, &mat], vec![])?;
+            g = b.transpose(&t, &inv)?;
+        }
+    }
+    let mut out = vec![None; n.inputs.len()];
+    out[0] = Some(g);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::autodiff::append_gradients;
+    use crate::autodiff::check::{check_op, rand_distinct, rand_tensor, single_op_graph, Arg};
+    use crate::engine::{tract::TractEngine, Engine};
+    use crate::onnx::builder::{Attrs, Builder};
+    use crate::onnx::ir::{Attr, DType, Tensor};
+
+    const TOL: f64 = 1e-6;
+
+    fn ints(v: &[i64]) -> Attr {
+        Attr::Ints(v.to_vec())
+    }
+
+    fn check_distinct(op: &str, x: &[usize], attrs: Attrs) {
+        check_op(op, &[Arg::Var(rand_distinct(x, 1, 0.01))], attrs, 1, true, TOL).unwrap();
+    }
+
+    #[test]
+    fn max_pool_non_overlapping() {
+        check_distinct("MaxPool", &[2, 3, 4, 6], vec![("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2]))]);
+    }
+
+    #[test]
+    fn max_pool_overlapping_pads() {
+        let attrs = vec![("kernel_shape", ints(&[3, 3])), ("strides", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1]))];
+        check_distinct("MaxPool", &[2, 2, 7, 6], attrs);
+    }
+
+    #[test]
+    fn max_pool_ceil_mode() {
+        let attrs = vec![("kernel_shape", ints(&[3, 2])), ("strides", ints(&[2, 2])), ("ceil_mode", Attr::Int(1))];
+        check_distinct("MaxPool", &[1, 2, 6, 5], attrs);
+    }
+
+    #[test]
+    fn max_pool_dilations_asymmetric_pads() {
+        let attrs = vec![
+            ("kernel_shape", ints(&[2, 2])),
+            ("dilations", ints(&[2, 1])),
+            ("pads", ints(&[1, 0, 0, 1])),
+            ("strides", ints(&[1, 2])),
+        ];
+        check_distinct("MaxPool", &[1, 2, 6, 5], attrs);
+    }
+
+    #[test]
+    fn max_pool_1d() {
+        check_distinct("MaxPool", &[2, 3, 9], vec![("kernel_shape", ints(&[3])), ("strides", ints(&[2])), ("pads", ints(&[1, 1]))]);
+    }
+
+    #[test]
+    fn max_pool_indices_used_is_an_error() {
+        let (mut g, _) =
+            single_op_graph("MaxPool", &[Arg::Var(rand_distinct(&[1, 1, 4, 4], 1, 0.01))], vec![("kernel_shape", ints(&[2, 2]))], 2)
+                .unwrap();
+        let seed = Builder::new(&mut g, "seed").constant(Tensor::full(DType::F64, &[1, 1, 3, 3], 1.0));
+        let err = append_gradients(&mut g, &[("out0".into(), seed)], &["in0".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("Indices"), "{err:#}");
+    }
+
+    /// PyTorch's routing: each window's gradient goes to its first maximal tap, in row-major
+    /// kernel order, padding excluded (2-D, brute force).
+    fn first_max_reference(x: &[f64], h: usize, w: usize, k: usize, s: usize, p: usize, gy: &[f64], oh: usize, ow: usize) -> Vec<f64> {
+        let mut dx = vec![0.0; h * w];
+        for oi in 0..oh {
+            for oj in 0..ow {
+                let mut best: Option<(f64, usize)> = None;
+                for ki in 0..k {
+                    for kj in 0..k {
+                        let (i, j) = ((oi * s + ki) as i64 - p as i64, (oj * s + kj) as i64 - p as i64);
+                        if i < 0 || j < 0 || i >= h as i64 || j >= w as i64 {
+                            continue;
+                        }
+                        let at = i as usize * w + j as usize;
+                        if best.is_none_or(|(v, _)| x[at] > v) {
+                            best = Some((x[at], at));
+                        }
+                    }
+                }
+                dx[best.unwrap().1] += gy[oi * ow + oj];
+            }
+        }
+        dx
+    }
+
+    /// Inputs full of ties (values in {0, 1, 2}): the gradient matches PyTorch's first-max routing.
+    #[test]
+    fn max_pool_ties_route_to_first_max() {
+        for (k, s, p, ceil) in [(2, 2, 0, 0), (3, 2, 1, 0), (3, 1, 1, 0), (3, 2, 0, 1)] {
+            let (h, w) = (7, 6);
+            let x = rand_tensor(&[1, 1, h, w], 5).map_float(|v| ((v + 1.0) * 1.5).floor());
+            let attrs = vec![
+                ("kernel_shape", ints(&[k, k])),
+                ("strides", ints(&[s, s])),
+                ("pads", ints(&[p, p, p, p])),
+                ("ceil_mode", Attr::Int(ceil)),
+            ];
+            let (mut g, outs) = single_op_graph("MaxPool", &[Arg::Var(x.clone())], attrs, 1).unwrap();
+            let ys = g.shape(&outs[0]).unwrap().to_vec();
+            let gy = rand_tensor(&ys, 6);
+            let seed = Builder::new(&mut g, "seed").constant(gy.clone());
+            let grads = append_gradients(&mut g, &[(outs[0].clone(), seed)], &["in0".into()]).unwrap();
+            g.outputs = grads.clone();
+            let prog = TractEngine::default().load(&g).unwrap();
+            let dx = prog.run(&[("in0", &x)]).unwrap()[&grads[0]].to_f64_vec();
+            let k = k as usize;
+            let want = first_max_reference(&x.to_f64_vec(), h, w, k, s as usize, p as usize, &gy.to_f64_vec(), ys[2], ys[3]);
+            for (a, b) in dx.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-12, "k{k} s{s} p{p} ceil{ceil}: {dx:?} vs {want:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn global_max_pool() {
+        check_distinct("GlobalMaxPool", &[2, 3, 3, 4], vec![]);
+    }
+
+    #[test]
+    fn global_max_pool_ties() {
+        let x = Tensor::from_f64(DType::F64, &[1, 2, 2, 2], vec![1.0, 3.0, 3.0, 0.0, 2.0, 2.0, 2.0, 2.0]);
+        let (mut g, outs) = single_op_graph("GlobalMaxPool", &[Arg::Var(x.clone())], vec![], 1).unwrap();
+        let seed = Builder::new(&mut g, "seed").constant(Tensor::from_f64(DType::F64, &[1, 2, 1, 1], vec![5.0, 7.0]));
+        let grads = append_gradients(&mut g, &[(outs[0].clone(), seed)], &["in0".into()]).unwrap();
+        g.outputs = grads.clone();
+        let dx = TractEngine::default().load(&g).unwrap().run(&[("in0", &x)]).unwrap()[&grads[0]].to_f64_vec();
+        assert_eq!(dx, vec![0.0, 5.0, 0.0, 0.0, 7.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn average_pool_overlapping() {
+        let attrs = vec![("kernel_shape", ints(&[3, 3])), ("strides", ints(&[2, 1]))];
+        check_op("AveragePool", &[Arg::Var(rand_tensor(&[2, 3, 7, 5], 1))], attrs, 1, true, TOL).unwrap();
+    }
+
+    #[test]
+    fn average_pool_pads_count_include_pad() {
+        for include in [0, 1] {
+            let attrs = vec![
+                ("kernel_shape", ints(&[3, 2])),
+                ("strides", ints(&[2, 2])),
+                ("pads", ints(&[1, 1, 1, 0])),
+                ("count_include_pad", Attr::Int(include)),
+            ];
+            check_op("AveragePool", &[Arg::Var(rand_tensor(&[1, 2, 6, 5], 1))], attrs, 1, true, TOL).unwrap();
+        }
+    }
+
+    #[test]
+    fn average_pool_ceil_mode() {
+        for include in [0, 1] {
+            let attrs = vec![
+                ("kernel_shape", ints(&[3, 3])),
+                ("strides", ints(&[2, 2])),
+                ("pads", ints(&[1, 1, 1, 1])),
+                ("ceil_mode", Attr::Int(1)),
+                ("count_include_pad", Attr::Int(include)),
+            ];
+            check_op("AveragePool", &[Arg::Var(rand_tensor(&[1, 2, 6, 7], 1))], attrs, 1, true, TOL).unwrap();
+        }
+    }
+
+    #[test]
+    fn average_pool_1d() {
+        let attrs = vec![("kernel_shape", ints(&[2])), ("strides", ints(&[2]))];
+        check_op("AveragePool", &[Arg::Var(rand_tensor(&[2, 3, 7], 1))], attrs, 1, true, TOL).unwrap();
+    }
+
+    #[test]
+    fn global_average_pool() {
+        check_op("GlobalAveragePool", &[Arg::Var(rand_tensor(&[2, 3, 3, 4], 1))], vec![], 1, true, TOL).unwrap();
+    }
+
+    fn floats(v: &[f64]) -> Arg {
+        Arg::Const(Tensor::from_f64(DType::F32, &[v.len()], v.to_vec()))
+    }
+
+    fn check_resize(x: &[usize], scales: Option<&[f64]>, sizes: Option<&[i64]>, coord: &str, nearest: &str) {
+        let args = [
+            Arg::Var(rand_tensor(x, 1)),
+            Arg::Absent,
+            scales.map_or(Arg::Absent, floats),
+            sizes.map_or(Arg::Absent, |s| Arg::Const(Tensor::from_i64(s))),
+        ];
+        let attrs = vec![
+            ("mode", Attr::Str("nearest".into())),
+            ("coordinate_transformation_mode", Attr::Str(coord.into())),
+            ("nearest_mode", Attr::Str(nearest.into())),
+        ];
+        check_op("Resize", &args, attrs, 1, true, TOL).unwrap();
+    }
+
+    /// nn.Upsample(scale_factor=2, mode="nearest") as PyTorch exports it.
+    #[test]
+    fn resize_nearest_pytorch_upsample() {
+        check_resize(&[2, 3, 3, 4], Some(&[1.0, 1.0, 2.0, 2.0]), None, "asymmetric", "floor");
+        check_resize(&[1, 2, 3, 2], Some(&[1.0, 1.0, 3.0, 2.0]), None, "asymmetric", "floor");
+    }
+
+    #[test]
+    fn resize_nearest_half_pixel_scales() {
+        check_resize(&[1, 2, 3, 4], Some(&[1.0, 1.0, 2.0, 3.0]), None, "half_pixel", "round_prefer_floor");
+    }
+
+    /// tract resizes in float32 outside integer upsampling, which finite differences in
+    /// float64 cannot check: instead, read each output's source from the engine's forward
+    /// pass on x = 0, 1, 2, ... and compare the gradient with the sum of gy over the copies.
+    #[test]
+    fn resize_nearest_routing_matches_engine() {
+        let cases: [(&[usize], &[i64], &str, &str); 5] = [
+            (&[1, 2, 3, 4], &[1, 2, 6, 8], "pytorch_half_pixel", "round_prefer_ceil"),
+            (&[1, 2, 5, 6], &[1, 2, 7, 4], "half_pixel", "round_prefer_floor"),
+            (&[1, 2, 5, 6], &[1, 2, 8, 3], "asymmetric", "floor"),
+            (&[1, 2, 4, 3], &[1, 2, 7, 5], "align_corners", "round_prefer_floor"),
+            (&[1, 1, 3, 3], &[1, 1, 5, 9], "tf_half_pixel_for_nn", "round_prefer_floor"),
+        ];
+        for (xs, sizes, coord, nearest) in cases {
+            let numel: usize = xs.iter().product();
+            let x = Tensor::from_f64(DType::F64, xs, (0..numel).map(|v| v as f64).collect());
+            let args = [Arg::Var(x.clone()), Arg::Absent, Arg::Absent, Arg::Const(Tensor::from_i64(sizes))];
+            let attrs = vec![
+                ("mode", Attr::Str("nearest".into())),
+                ("coordinate_transformation_mode", Attr::Str(coord.into())),
+                ("nearest_mode", Attr::Str(nearest.into())),
+            ];
+            let (mut g, outs) = single_op_graph("Resize", &args, attrs, 1).unwrap();
+            let ys: Vec<usize> = sizes.iter().map(|&v| v as usize).collect();
+            let gy = rand_tensor(&ys, 7);
+            let seed = Builder::new(&mut g, "seed").constant(gy.clone());
+            let grads = append_gradients(&mut g, &[(outs[0].clone(), seed)], &["in0".into()]).unwrap();
+            g.outputs = vec![outs[0].clone(), grads[0].clone()];
+            let res = TractEngine::default().load(&g).unwrap().run(&[("in0", &x)]).unwrap();
+            let mut want = vec![0.0; numel];
+            for (src, gv) in res[&outs[0]].to_f64_vec().iter().zip(gy.to_f64_vec()) {
+                want[*src as usize] += gv;
+            }
+            let dx = res[&grads[0]].to_f64_vec();
+            for (a, b) in dx.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-12, "{coord}/{nearest} {xs:?} -> {sizes:?}: {dx:?} vs {want:?}");
+            }
+        }
+    }
 }

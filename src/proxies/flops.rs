@@ -1,0 +1,11 @@
+//! flops: multiply-accumulates of the scored layers (Conv, Gemm, MatMul) for one sample.
+
+use super::{Ctx, Proxy, ProxyValue};
+use anyhow::Result;
+
+pub const PROXY: Proxy = Proxy { name: "flops", about: "multiply-accumulates of scored layers per sample (no data)", compute };
+
+fn compute(ctx: &Ctx) -> Result<ProxyValue> {
+    let per: Vec<f64> = ctx.layers()?.iter().map(|l| l.macs_per_sample as f64).collect();
+    Ok(ProxyValue::from_layers(per))
+}

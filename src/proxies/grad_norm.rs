@@ -1,0 +1,12 @@
+//! grad_norm (Abdelfattah et al., ICLR 2021): Σ over scored layers of ‖∂L/∂W‖₂.
+
+use super::{Ctx, Proxy, ProxyValue};
+use anyhow::Result;
+
+pub const PROXY: Proxy = Proxy { name: "grad_norm", about: "Σ_layers ‖∂L/∂W‖₂ (loss pass)", compute };
+
+fn compute(ctx: &Ctx) -> Result<ProxyValue> {
+    let lr = ctx.loss()?;
+    let per = lr.weight_grads.iter().map(|g| g.to_f64_vec().iter().map(|v| v * v).sum::<f64>().sqrt()).collect();
+    Ok(ProxyValue::from_layers(per))
+}

@@ -1,0 +1,18 @@
+//! grasp (Wang et al., ICLR 2020, as in the paper's code with T = 1): Σ −W ⊙ Hg, where g is
+//! ∂L/∂W from the loss pass held constant and Hg = ∂(Σ g·∂L/∂W)/∂W is computed exactly by
+//! differentiating the gradient program (no finite differences). `details.abs_sum` is
+//! Σ|W ⊙ Hg|, the scale to judge the (cancelling) total against.
+
+use super::{sum_pairs, Ctx, Proxy, ProxyValue};
+use anyhow::Result;
+
+pub const PROXY: Proxy = Proxy { name: "grasp", about: "Σ −W⊙Hg, exact Hessian-gradient product (loss pass + second-order pass)", compute };
+
+fn compute(ctx: &Ctx) -> Result<ProxyValue> {
+    let (base, hg) = (ctx.base()?, ctx.hessian_grad()?);
+    let per: Vec<f64> = base.weights.iter().zip(hg).map(|(w, h)| sum_pairs(w, h, |a, b| -a * b)).collect();
+    let abs_sum: f64 = base.weights.iter().zip(hg).map(|(w, h)| sum_pairs(w, h, |a, b| (a * b).abs())).sum();
+    let mut v = ProxyValue::from_layers(per);
+    v.details = Some(serde_json::json!({ "abs_sum": abs_sum }));
+    Ok(v)
+}

@@ -1,0 +1,12 @@
+//! l2_norm (as in the paper's code): Σ over scored layers of ‖W‖₂. Needs no data.
+
+use super::{Ctx, Proxy, ProxyValue};
+use anyhow::Result;
+
+pub const PROXY: Proxy = Proxy { name: "l2_norm", about: "Σ_layers ‖W‖₂ (no data)", compute };
+
+fn compute(ctx: &Ctx) -> Result<ProxyValue> {
+    let base = ctx.base()?;
+    let per = base.weights.iter().map(|w| w.to_f64_vec().iter().map(|v| v * v).sum::<f64>().sqrt()).collect();
+    Ok(ProxyValue::from_layers(per))
+}

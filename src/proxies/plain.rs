@@ -1,0 +1,12 @@
+//! plain (Mozer & Smolensky 1989, as in the paper's code): Σ W ⊙ ∂L/∂W (signed).
+
+use super::{sum_pairs, Ctx, Proxy, ProxyValue};
+use anyhow::Result;
+
+pub const PROXY: Proxy = Proxy { name: "plain", about: "Σ W⊙∂L/∂W (loss pass)", compute };
+
+fn compute(ctx: &Ctx) -> Result<ProxyValue> {
+    let (base, lr) = (ctx.base()?, ctx.loss()?);
+    let per = base.weights.iter().zip(&lr.weight_grads).map(|(w, g)| sum_pairs(w, g, |a, b| a * b)).collect();
+    Ok(ProxyValue::from_layers(per))
+}

@@ -1,0 +1,12 @@
+//! snip (Lee et al., ICLR 2019): Σ |W ⊙ ∂L/∂W|, the gradient w.r.t. a multiplicative mask of ones.
+
+use super::{sum_pairs, Ctx, Proxy, ProxyValue};
+use anyhow::Result;
+
+pub const PROXY: Proxy = Proxy { name: "snip", about: "Σ |W⊙∂L/∂W| (loss pass)", compute };
+
+fn compute(ctx: &Ctx) -> Result<ProxyValue> {
+    let (base, lr) = (ctx.base()?, ctx.loss()?);
+    let per = base.weights.iter().zip(&lr.weight_grads).map(|(w, g)| sum_pairs(w, g, |a, b| (a * b).abs())).collect();
+    Ok(ProxyValue::from_layers(per))
+}
