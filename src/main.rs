@@ -37,7 +37,7 @@ struct ShapeArgs {
     /// Full input shape for models with symbolic dimensions, e.g. 1x3x32x32 (the batch
     /// entry is replaced by the batch size).
     #[arg(long, value_parser = parse_shape)]
-    input_shape: Option<Vec<usize>>,
+    input_shape: Option<Shape>,
     /// BatchNormalization statistics: batch (training mode, as the paper) or running.
     #[arg(long, default_value = "batch")]
     bn: BnMode,
@@ -125,10 +125,21 @@ enum Command {
     },
 }
 
-fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
+/// A full input shape given on the command line (`1x3x32x32`).
+#[derive(Clone)]
+struct Shape(Vec<usize>);
+
+fn parse_shape(s: &str) -> Result<Shape, String> {
     s.split(['x', ','])
         .map(|d| d.trim().parse::<usize>().map_err(|_| format!("bad shape '{s}': expected e.g. 1x3x32x32")))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(Shape)
+}
+
+impl ShapeArgs {
+    fn shape(&self) -> Option<&[usize]> {
+        self.input_shape.as_ref().map(|s| s.0.as_slice())
+    }
 }
 
 fn main() {
@@ -174,7 +185,7 @@ fn run(cli: Cli) -> Result<i32> {
             let dataload: Dataload = dataload.parse()?;
             let normalization = normalize.map(|n| n.parse::<Normalization>()).transpose()?;
             let engine = engine::by_name_with_threads(&engine_name, threads)?;
-            let opts = ScoreOptions { bn: shape.bn, input_shape: shape.input_shape.clone(), float64 };
+            let opts = ScoreOptions { bn: shape.bn, input_shape: shape.shape().map(<[usize]>::to_vec), float64 };
             let mut out: Box<dyn Write> = match &output {
                 Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
                 None => Box::new(std::io::stdout()),
@@ -242,7 +253,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Inspect { model, format, batch_size, shape } => {
             let m = Model::load(&model)?;
-            let info = inspect::inspect(&m, batch_size, shape.input_shape.as_deref(), shape.bn)?;
+            let info = inspect::inspect(&m, batch_size, shape.shape(), shape.bn)?;
             match format {
                 Format::Json | Format::Jsonl => println!("{}", serde_json::to_string_pretty(&info)?),
                 Format::Table | Format::Csv => print!("{}", inspect::render(&info)),
@@ -251,7 +262,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::GradGraph { model, output, wrt, batch_size, shape } => {
             let m = Model::load(&model)?;
-            let shapes = m.input_shapes(batch_size, shape.input_shape.as_deref())?;
+            let shapes = m.input_shapes(batch_size, shape.shape())?;
             let g = m.canonical(&shapes, &CanonOptions { bn: shape.bn, ..Default::default() })?;
             let layers = zerocost::onnx::layers::scored_layers(&g)?;
             let (weights, input) = match wrt {

@@ -1,0 +1,82 @@
+//! `zerocost grad-graph` writes ordinary ONNX: every fixture's forward+backward program
+//! loads in ONNX Runtime (Python package) and gives the same outputs (loss, gradients
+//! w.r.t. every scored weight and the input) as tract. Skipped, with the reason printed,
+//! when python3 with onnxruntime is not installed (.ci/run installs it).
+
+mod common;
+
+use common::fixtures;
+use ndarray::ArrayD;
+use ndarray_npy::NpzReader;
+use std::process::Command;
+
+fn onnxruntime_available() -> Result<(), String> {
+    let out = Command::new("python3").args(["-c", "import onnxruntime, numpy"]).output().map_err(|e| format!("python3 not runnable: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("import failed").to_string())
+    }
+}
+
+#[test]
+fn grad_graph_runs_in_onnxruntime_with_the_same_gradients() {
+    if let Err(why) = onnxruntime_available() {
+        eprintln!("SKIPPED grad_graph_runs_in_onnxruntime: onnxruntime for python3 is not available ({why}); `pip install onnxruntime numpy` to run it");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_zerocost");
+    let dir = std::env::temp_dir().join(format!("zerocost-ort-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut failures = Vec::new();
+    for case in fixtures() {
+        let program = dir.join(format!("{}.onnx", case.name));
+        let batch = case.batch();
+        let st = Command::new(bin)
+            .args(["grad-graph", case.model.to_str().unwrap(), "-o", program.to_str().unwrap(), "--wrt", "all"])
+            .args(["--batch-size", &batch.len().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "grad-graph failed on {}", case.name);
+        // tract's outputs for the same program
+        let raw = zerocost::onnx::proto::read_model(&program).unwrap();
+        let g = {
+            let mut g = raw.graph;
+            for d in &raw.input_decls {
+                g.types.insert(d.name.clone(), zerocost::onnx::ir::TypeInfo::new(d.dtype, d.dims.iter().map(|v| v.unwrap()).collect()));
+            }
+            zerocost::onnx::fold::infer_and_fold(&mut g).unwrap();
+            g
+        };
+        let prog = zerocost::engine::Engine::load(&zerocost::engine::tract::TractEngine::default(), &g).unwrap();
+        let x = zerocost::onnx::ir::Tensor::F32(batch.inputs.clone());
+        let classes = g.shape("zerocost/targets").unwrap()[1];
+        let t = zerocost::proxies::passes::target_tensor(&batch.targets, classes, zerocost::onnx::ir::DType::F32).unwrap();
+        let tract_out = prog.run(&[(&g.inputs[0], &x), ("zerocost/targets", &t)]).unwrap();
+        // ONNX Runtime's
+        let npz = dir.join(format!("{}.npz", case.name));
+        let st = Command::new("python3")
+            .arg(common::root().join("tests/ort_run.py"))
+            .args([&program, &case.dir.join("inputs.npy"), &case.dir.join("targets.npy"), &npz])
+            .status()
+            .unwrap();
+        if !st.success() {
+            failures.push(format!("{}: ONNX Runtime could not run the program", case.name));
+            continue;
+        }
+        let mut z = NpzReader::new(std::fs::File::open(&npz).unwrap()).unwrap();
+        for (k, (name, ours)) in tract_out.iter().enumerate() {
+            let theirs: ArrayD<f32> = z.by_name(&format!("out{k}")).unwrap();
+            let a = ours.to_f64_vec();
+            let num: f64 = a.iter().zip(theirs.iter()).map(|(x, y)| (x - *y as f64).powi(2)).sum::<f64>().sqrt();
+            let den: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-30);
+            let err = num / den;
+            if !(err < 1e-4) {
+                failures.push(format!("{}: output {name}: tract vs ONNX Runtime relative error {err:.2e}", case.name));
+            }
+        }
+        eprintln!("{}: {} outputs agree between tract and ONNX Runtime", case.name, tract_out.len());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
