@@ -1,8 +1,9 @@
 //! Times a 3×3 convolution's gradients on tract, float32: forward alone, forward + data
 //! gradient (ConvTranspose), forward + weight gradient in the default per-offset
 //! formulation (one matrix product per kernel offset) and in the alternative formulation
-//! (one convolution whose kernel is the whole output gradient). Median of 5 runs after a
-//! warm-up.
+//! (one convolution whose kernel is the whole output gradient), and forward + both
+//! gradients. Median of 5 runs after a warm-up, the programs taking turns; times include
+//! passing the tensors in and out of the engine.
 //!
 //! `cargo bench --bench conv_grad [-- BATCH]`; environment: `ZEROCOST_THREADS` (default 1),
 //! `CONV_GRAD_BATCH` (64), `CONV_GRAD_CHANNELS` (64), `CONV_GRAD_SIZE` (32).
@@ -100,10 +101,10 @@ fn main() -> Result<()> {
         ("forward + dW (conv with gy as kernel)", weight_gradient_as_conv(n, c, hw)?),
         ("forward + dx + dW (default)", with_gradients(n, c, hw, &["in0", "in1"])?),
     ];
-    let graphs: Vec<Graph> = cases.iter().map(|(_, g)| g.clone()).collect();
+    let (names, graphs): (Vec<&str>, Vec<Graph>) = cases.into_iter().unzip();
     let ms = median_times(&engine, &graphs, &x, &gy)?;
     println!("{:<44} {:>10}", "program", "median ms");
-    for ((name, _), t) in cases.iter().zip(ms) {
+    for (name, t) in names.iter().zip(ms) {
         println!("{name:<44} {t:>10.1}");
     }
     Ok(())

@@ -8,9 +8,11 @@
 pub mod autodiff;
 pub mod data;
 pub mod engine;
+pub mod jobs;
 pub mod onnx;
 pub mod proxies;
 pub mod report;
+pub mod search;
 pub mod inspect;
 
 use anyhow::{anyhow, Result};

@@ -88,9 +88,10 @@ enum Command {
         /// Threads for tract's matrix products.
         #[arg(long, default_value_t = 1)]
         threads: usize,
-        /// Run the data passes in float64 (slower; for checks against float64 references).
-        #[arg(long)]
-        float64: bool,
+        /// Floating-point precision of the data passes: f64 (default) or f32 (as the paper's
+        /// code; synflow is always f64).
+        #[arg(long, default_value = "f64", value_parser = ["f32", "f64"])]
+        precision: String,
         /// Also report per-layer values.
         #[arg(long)]
         per_layer: bool,
@@ -110,6 +111,16 @@ enum Command {
         #[command(flatten)]
         shape: ShapeArgs,
     },
+    /// Score many models from a YAML job; resumable, JSON-lines results, shards.
+    Batch(zerocost::jobs::BatchArgs),
+    /// Join the JSON-lines outputs of shards, refusing conflicting duplicates.
+    Merge(zerocost::jobs::MergeArgs),
+    /// Rank correlation of each proxy with known accuracies.
+    Correlate(zerocost::jobs::CorrelateArgs),
+    /// Neural architecture search over a built-in space with proxies.
+    Search(zerocost::search::SearchArgs),
+    /// Built-in search spaces: export a network as ONNX, enumerate cells.
+    Space(zerocost::search::SpaceArgs),
     /// Write the forward+backward program (mean cross-entropy loss) as an ONNX file.
     GradGraph {
         model: PathBuf,
@@ -172,7 +183,7 @@ fn run(cli: Cli) -> Result<i32> {
             shape,
             engine: engine_name,
             threads,
-            float64,
+            precision,
             per_layer,
             format,
             output,
@@ -185,7 +196,7 @@ fn run(cli: Cli) -> Result<i32> {
             let dataload: Dataload = dataload.parse()?;
             let normalization = normalize.map(|n| n.parse::<Normalization>()).transpose()?;
             let engine = engine::by_name_with_threads(&engine_name, threads)?;
-            let opts = ScoreOptions { bn: shape.bn, input_shape: shape.shape().map(<[usize]>::to_vec), float64 };
+            let opts = ScoreOptions { bn: shape.bn, input_shape: shape.shape().map(<[usize]>::to_vec), float64: precision == "f64" };
             let mut out: Box<dyn Write> = match &output {
                 Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
                 None => Box::new(std::io::stdout()),
@@ -260,6 +271,11 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Batch(args) => zerocost::jobs::batch(args),
+        Command::Merge(args) => zerocost::jobs::merge(args),
+        Command::Correlate(args) => zerocost::jobs::correlate(args),
+        Command::Search(args) => zerocost::search::search(args),
+        Command::Space(args) => zerocost::search::space(args),
         Command::GradGraph { model, output, wrt, batch_size, shape } => {
             let m = Model::load(&model)?;
             let shapes = m.input_shapes(batch_size, shape.shape())?;
