@@ -1,6 +1,8 @@
 //! `zerocost grad-graph` writes ordinary ONNX: every fixture's forward+backward program
-//! loads in ONNX Runtime (Python package) and gives the same outputs (loss, gradients
-//! w.r.t. every scored weight and the input) as tract. Skipped, with the reason printed,
+//! loads in ONNX Runtime (Python package) and gives the same outputs (logits, loss,
+//! gradients w.r.t. every scored weight and the input) as tract's float64 run of the same
+//! program (zerocost's default precision; ONNX Runtime's CPU provider has no float64
+//! convolution, so ONNX Runtime runs the float32 file). Skipped, with the reason printed,
 //! when python3 with onnxruntime is not installed (.ci/run installs it).
 
 mod common;
@@ -9,6 +11,11 @@ use common::fixtures;
 use ndarray::ArrayD;
 use ndarray_npy::NpzReader;
 use std::process::Command;
+
+/// ONNX Runtime runs the float32 program and tract the float64 one: float32 rounding alone
+/// moves the gradients of the small-batch, non-affine-BN NAS-Bench-201 fixtures by up to
+/// ~6e-4 (the others agree to ~1e-6); a wrong rule gives errors of order 1.
+const FLOAT32_TOLERANCE: f64 = 2e-3;
 
 fn onnxruntime_available() -> Result<(), String> {
     let out = Command::new("python3").args(["-c", "import onnxruntime, numpy"]).output().map_err(|e| format!("python3 not runnable: {e}"))?;
@@ -35,23 +42,20 @@ fn grad_graph_runs_in_onnxruntime_with_the_same_gradients() {
         let st = Command::new(bin)
             .args(["grad-graph", case.model.to_str().unwrap(), "-o", program.to_str().unwrap(), "--wrt", "all"])
             .args(["--batch-size", &batch.len().to_string()])
-            .status()
+            .output()
             .unwrap();
-        assert!(st.success(), "grad-graph failed on {}", case.name);
-        // tract's outputs for the same program
-        let raw = zerocost::onnx::proto::read_model(&program).unwrap();
-        let g = {
-            let mut g = raw.graph;
-            for d in &raw.input_decls {
-                g.types.insert(d.name.clone(), zerocost::onnx::ir::TypeInfo::new(d.dtype, d.dims.iter().map(|v| v.unwrap()).collect()));
-            }
-            zerocost::onnx::fold::infer_and_fold(&mut g).unwrap();
-            g
-        };
-        let prog = zerocost::engine::Engine::load(&zerocost::engine::tract::TractEngine::default(), &g).unwrap();
-        let x = zerocost::onnx::ir::Tensor::F32(batch.inputs.clone());
-        let classes = g.shape("zerocost/targets").unwrap()[1];
-        let t = zerocost::proxies::passes::target_tensor(&batch.targets, classes, zerocost::onnx::ir::DType::F32).unwrap();
+        assert!(st.status.success(), "grad-graph failed on {}", case.name);
+        // tract's outputs for the same program, in float64
+        let model = zerocost::onnx::Model::load(&case.model).unwrap();
+        let shapes = model.input_shapes(batch.len(), None).unwrap();
+        let opts = zerocost::onnx::canon::CanonOptions { float64: true, ..Default::default() };
+        let g = model.canonical(&shapes, &opts).unwrap();
+        let layers = zerocost::onnx::layers::scored_layers(&g).unwrap();
+        let p = zerocost::proxies::passes::loss_program(&g, &layers, false, true).unwrap();
+        let prog = zerocost::engine::Engine::load(&zerocost::engine::tract::TractEngine::default(), &p.graph).unwrap();
+        let x = zerocost::onnx::ir::Tensor::F32(batch.inputs.clone()).cast(zerocost::onnx::ir::DType::F64);
+        let classes = g.shape(&g.outputs[0]).unwrap()[1];
+        let t = zerocost::proxies::passes::target_tensor(&batch.targets, classes, zerocost::onnx::ir::DType::F64).unwrap();
         let tract_out = prog.run(&[(&g.inputs[0], &x), ("zerocost/targets", &t)]).unwrap();
         // ONNX Runtime's
         let npz = dir.join(format!("{}.npz", case.name));
@@ -71,11 +75,11 @@ fn grad_graph_runs_in_onnxruntime_with_the_same_gradients() {
             let num: f64 = a.iter().zip(theirs.iter()).map(|(x, y)| (x - *y as f64).powi(2)).sum::<f64>().sqrt();
             let den: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-30);
             let err = num / den;
-            if !(err < 1e-4) {
+            if !(err < FLOAT32_TOLERANCE) {
                 failures.push(format!("{}: output {name}: tract vs ONNX Runtime relative error {err:.2e}", case.name));
             }
         }
-        eprintln!("{}: {} outputs agree between tract and ONNX Runtime", case.name, tract_out.len());
+        eprintln!("{}: {} outputs compared between tract and ONNX Runtime", case.name, tract_out.len());
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -16,6 +16,7 @@ import onnxruntime as ort
 def main():
     program, inputs, targets, out = sys.argv[1:5]
     opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # errors only (unused-initializer warnings are noise)
     sess = ort.InferenceSession(program, opts, providers=["CPUExecutionProvider"])
     x = np.load(inputs)
     y = np.load(targets).astype(np.int64)
