@@ -1,6 +1,8 @@
 //! Engines run a graph (a forward or forward+backward program). The trait is small on
 //! purpose: load once (the engine optimises the plan), then run many batches.
 
+#[cfg(feature = "ort")]
+pub mod ort;
 pub mod tract;
 
 use crate::onnx::ir::{Graph, Tensor};
@@ -28,10 +30,20 @@ pub fn by_name(name: &str) -> Result<Box<dyn Engine>> {
     by_name_with_threads(name, 1)
 }
 
-/// As [`by_name`], with a thread count for the engine's kernels.
+/// As [`by_name`], with a thread count for the engine's kernels (tract's matrix products;
+/// ONNX Runtime's intra-op threads, where 0 lets it choose).
 pub fn by_name_with_threads(name: &str, threads: usize) -> Result<Box<dyn Engine>> {
     match name {
         "tract" => Ok(Box::new(tract::TractEngine::with_threads(threads))),
-        other => anyhow::bail!("unknown engine '{other}' (available: tract)"),
+        #[cfg(feature = "ort")]
+        "ort" | "ort-cpu" | "ort-cuda" => Ok(Box::new(ort::OrtEngine::by_name(name, threads)?)),
+        #[cfg(not(feature = "ort"))]
+        "ort" | "ort-cpu" | "ort-cuda" => anyhow::bail!(
+            "engine '{name}' needs ONNX Runtime support, which this build of zerocost does not have: rebuild with `cargo build --release --features ort`"
+        ),
+        #[cfg(feature = "ort")]
+        other => anyhow::bail!("unknown engine '{other}' (available: tract, ort-cpu, ort-cuda, ort)"),
+        #[cfg(not(feature = "ort"))]
+        other => anyhow::bail!("unknown engine '{other}' (available: tract; ort-cpu, ort-cuda and ort with the `ort` feature)"),
     }
 }

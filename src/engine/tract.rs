@@ -2,7 +2,8 @@
 //! input shape pinned, then optimised once into a runnable plan.
 
 use super::{Engine, Outputs, Program};
-use crate::onnx::ir::{DType, Graph, Tensor};
+use crate::onnx::builder::Builder;
+use crate::onnx::ir::{Attr, DType, Graph, Tensor};
 use crate::onnx::proto::to_model_proto;
 use anyhow::{anyhow, bail, Result};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -67,6 +68,7 @@ impl Engine for TractEngine {
     }
 
     fn load(&self, graph: &Graph) -> Result<Box<dyn Program>> {
+        let graph = &*adapt_float64(graph)?;
         let proto = to_model_proto(graph);
         let mut facts = Vec::new();
         for name in &graph.inputs {
@@ -153,5 +155,82 @@ impl Program for TractProgram {
             map.insert(name.clone(), from_tract(v)?);
         }
         Ok(map)
+    }
+}
+
+/// Rewrites the float64 forms tract cannot run: its Gemm applies alpha and beta·C as
+/// float32 constants, and it has no float64 Sigmoid, LeakyRelu, HardSwish or Erf. Each is
+/// replaced by ops it runs in float64 (Erf goes through float32, the only inexact one);
+/// the replaced node's output keeps its name.
+fn adapt_float64(graph: &Graph) -> Result<std::borrow::Cow<'_, Graph>> {
+    let needs = |n: &crate::onnx::ir::Node| {
+        let f64_in = n.input(0).and_then(|x| graph.types.get(x)).is_some_and(|t| t.dtype == DType::F64);
+        f64_in
+            && match n.op.as_str() {
+                "Gemm" => n.input(2).is_some() || n.float("alpha", 1.0) != 1.0,
+                "Sigmoid" | "LeakyRelu" | "HardSwish" | "Erf" => true,
+                _ => false,
+            }
+    };
+    if !graph.nodes.iter().any(needs) {
+        return Ok(std::borrow::Cow::Borrowed(graph));
+    }
+    let mut g = graph.clone();
+    let nodes = std::mem::take(&mut g.nodes);
+    for n in nodes {
+        if !needs(&n) {
+            g.nodes.push(n);
+            continue;
+        }
+        let mut b = Builder::new(&mut g, format!("{}/f64", n.name));
+        let y = float64_form(&mut b, &n)?;
+        g.nodes.push(crate::onnx::ir::Node::new(format!("{}/f64/out", n.name), "Identity", vec![y], vec![n.outputs[0].clone()]));
+    }
+    Ok(std::borrow::Cow::Owned(g))
+}
+
+fn float64_form(b: &mut Builder, n: &crate::onnx::ir::Node) -> Result<String> {
+    let x = n.input(0).unwrap();
+    match n.op.as_str() {
+        "Gemm" => {
+            let attrs = vec![("transA", Attr::Int(n.int("transA", 0))), ("transB", Attr::Int(n.int("transB", 0)))];
+            let mut y = b.op("Gemm", &[x, n.input(1).unwrap()], attrs)?;
+            let alpha = n.float("alpha", 1.0) as f64;
+            if alpha != 1.0 {
+                y = b.mul_scalar(&y, alpha)?;
+            }
+            if let Some(c) = n.input(2) {
+                let beta = n.float("beta", 1.0) as f64;
+                let c = if beta != 1.0 { b.mul_scalar(c, beta)? } else { c.to_string() };
+                y = b.add(&y, &c)?;
+            }
+            Ok(y)
+        }
+        "Sigmoid" => {
+            let nx = b.neg(x)?;
+            let e = b.op("Exp", &[&nx], vec![])?;
+            let one = b.scalar_like(x, 1.0)?;
+            let d = b.add(&e, &one)?;
+            b.op("Reciprocal", &[&d], vec![])
+        }
+        "LeakyRelu" => {
+            let zero = b.scalar_like(x, 0.0)?;
+            let pos = b.op("Greater", &[x, &zero], vec![])?;
+            let neg = b.mul_scalar(x, n.float("alpha", 0.01) as f64)?;
+            b.op("Where", &[&pos, x, &neg], vec![])
+        }
+        "HardSwish" => {
+            let h = b.mul_scalar(x, 1.0 / 6.0)?;
+            let half = b.scalar_like(x, 0.5)?;
+            let h = b.add(&h, &half)?;
+            let (lo, hi) = (b.scalar_like(x, 0.0)?, b.scalar_like(x, 1.0)?);
+            let c = b.op("Clip", &[&h, &lo, &hi], vec![])?;
+            b.mul(x, &c)
+        }
+        _ => {
+            let x32 = b.cast(x, DType::F32)?;
+            let e = b.op("Erf", &[&x32], vec![])?;
+            b.cast(&e, DType::F64)
+        }
     }
 }

@@ -1,34 +1,236 @@
-//! Batch jobs over model zoos (to be written): YAML jobs, resumable JSON-lines results,
-//! shards and merge, correlation reports.
+//! Batch jobs over model zoos: YAML jobs (`spec`), the models they name (`models`), the
+//! resumable JSON-lines results file (`store`), the run itself (`run`), shards for cluster
+//! schedulers (`shard`), `merge` of shard outputs, and correlation reports with plots
+//! (`correlate`, `stats`, `plot`).
 
-use anyhow::{bail, Result};
+pub mod correlate;
+pub mod merge;
+pub mod models;
+pub mod plot;
+pub mod run;
+pub mod shard;
+pub mod spec;
+pub mod stats;
+pub mod store;
+pub mod yaml;
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use std::io::Write;
+use std::path::PathBuf;
 
 /// `zerocost batch JOB.yaml`
 #[derive(clap::Args, Debug)]
 pub struct BatchArgs {
-    pub job: std::path::PathBuf,
+    /// The job file (YAML).
+    pub job: PathBuf,
+    /// Results file (JSON lines); overrides the job's `output` (and the shard's derived name).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Models scored at once (each worker has its own engine); overrides the job's `workers`.
+    #[arg(short = 'j', long)]
+    pub workers: Option<usize>,
+    /// Score every model again: the results file is emptied first.
+    #[arg(long)]
+    pub force: bool,
+    /// Score again the models whose earlier result is `failed` (their lines are removed).
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Run only shard i of n (0-based): models i, i+n, i+2n, ... of the sorted list. Read from
+    /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX when not given.
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<String>,
+    /// Number of shards, for a scheduler index without a count (Kubernetes'
+    /// JOB_COMPLETION_INDEX); overrides the job's `shard_count`.
+    #[arg(long, value_name = "N")]
+    pub shard_count: Option<usize>,
+    /// Check the job and list the models this run would score, without scoring.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// No progress bar or per-model lines (failures are still reported).
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// `zerocost merge`
 #[derive(clap::Args, Debug)]
 pub struct MergeArgs {
-    pub inputs: Vec<std::path::PathBuf>,
+    /// Results files (JSON lines) to join, e.g. the outputs of every shard.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Where to write the joined results (standard output when absent).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Relative difference up to which two scores of one model count as equal.
+    #[arg(long, default_value_t = 1e-9)]
+    pub rtol: f64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 /// `zerocost correlate RESULTS.jsonl`
 #[derive(clap::Args, Debug)]
 pub struct CorrelateArgs {
-    pub results: std::path::PathBuf,
+    /// Results files (JSON lines from `batch`, `merge` or `score --format jsonl`); several
+    /// are joined as `merge` does.
+    #[arg(required = true)]
+    pub results: Vec<PathBuf>,
+    /// Accuracies: CSV with columns `model,accuracy` (model = file name without extension) or
+    /// JSON {model: accuracy}. Default: each result's `metadata.accuracy`.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// The accuracy column of the truth file (or key of the metadata).
+    #[arg(long, default_value = "accuracy")]
+    pub truth_column: String,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReportFormat,
+    /// Write scatter plots (one per proxy) and a bar chart of rho, as SVG and PNG, into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
+    /// k of the top-k overlap (default: 10% of the models, at least 1).
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Write the report to FILE instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Relative tolerance for duplicate results across files (as `merge`).
+    #[arg(long, default_value_t = 1e-9)]
+    pub rtol: f64,
 }
 
 pub fn batch(args: BatchArgs) -> Result<i32> {
-    bail!("batch jobs are not available yet ({})", args.job.display())
+    let job = spec::load(&args.job)?;
+    let env = |k: &str| std::env::var(k).ok();
+    let shard = shard::resolve(args.shard.as_deref(), args.shard_count, job.shard_count, &env)?;
+    let models = match &shard {
+        Some((s, _)) => s.select(&job.models),
+        None => job.models.clone(),
+    };
+    let output = match (&args.output, &shard) {
+        (Some(o), _) => o.clone(),
+        (None, Some((s, _))) => s.output_name(&job.output),
+        (None, None) => job.output.clone(),
+    };
+    let workers = args.workers.unwrap_or(job.workers);
+    if workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    let scope = match &shard {
+        Some((s, origin)) => format!(
+            "shard {s}{}: {} of {}",
+            match origin {
+                shard::Origin::Flag => "",
+                shard::Origin::Slurm => " (from the Slurm array)",
+                shard::Origin::Kubernetes => " (from JOB_COMPLETION_INDEX)",
+            },
+            models.len(),
+            plural(job.models.len(), "model"),
+        ),
+        None => plural(models.len(), "model"),
+    };
+    if args.dry_run {
+        println!("{}: {scope}; proxies {}; output {}", job.name, job.proxies.join(","), output.display());
+        for m in &models {
+            if m.metadata.is_empty() {
+                println!("{}", m.id);
+            } else {
+                println!("{}  {}", m.id, serde_json::Value::Object(m.metadata.clone()));
+            }
+        }
+        return Ok(0);
+    }
+    let mut store = store::Store::open(&output, args.force, args.retry_failed)?;
+    if store.repaired > 0 {
+        eprintln!(
+            "zerocost: {}: cut off a partial last line ({} bytes) left by an interrupted run; that model is scored again",
+            output.display(),
+            store.repaired
+        );
+    }
+    let todo: Vec<models::ModelRef> = models.iter().filter(|m| !store.existing.contains_key(&m.id)).cloned().collect();
+    let skipped = models.len() - todo.len();
+    let stale = models
+        .iter()
+        .filter_map(|m| store.existing.get(&m.id))
+        .filter(|r| r.value.get("settings").and_then(|s| s.as_str()).map(|s| s != job.settings).unwrap_or(false))
+        .count();
+    if stale > 0 {
+        eprintln!(
+            "zerocost: warning: {stale} results in {} were computed with other settings (proxies, data, sampling or precision differ); --force scores everything again",
+            output.display()
+        );
+    }
+    if !args.quiet {
+        eprintln!(
+            "zerocost: {}: {scope}, {skipped} already in {}, {} to score with {}",
+            job.name,
+            output.display(),
+            todo.len(),
+            plural(workers.min(todo.len().max(1)), "worker")
+        );
+    }
+    let summary = run::run(&job, &todo, &mut store, &run::RunOptions { workers, quiet: args.quiet })?;
+    Ok(if summary.failed > 0 { 1 } else { 0 })
+}
+
+fn write_atomically(path: &std::path::Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))?;
+    }
+    let tmp = path.with_extension(format!("{}.tmp{}", path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id()));
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 pub fn merge(args: MergeArgs) -> Result<i32> {
-    bail!("merge is not available yet ({} files)", args.inputs.len())
+    let merged = merge::merge_files(&args.inputs, args.rtol)?;
+    let mut text = String::new();
+    for r in &merged.records {
+        text.push_str(&serde_json::to_string(&r.value)?);
+        text.push('\n');
+    }
+    match &args.output {
+        Some(o) => write_atomically(o, &text)?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    let failed = merged.records.iter().filter(|r| !r.ok()).count();
+    eprintln!(
+        "zerocost: merged {} lines from {} files into {} models ({} failed){}{}{}",
+        merged.lines,
+        args.inputs.len(),
+        merged.records.len(),
+        failed,
+        if merged.identical > 0 { format!(", {} identical duplicates collapsed", merged.identical) } else { String::new() },
+        if merged.superseded > 0 { format!(", {} failed results superseded by successful ones", merged.superseded) } else { String::new() },
+        args.output.as_ref().map(|o| format!(" -> {}", o.display())).unwrap_or_default()
+    );
+    Ok(0)
 }
 
 pub fn correlate(args: CorrelateArgs) -> Result<i32> {
-    bail!("correlate is not available yet ({})", args.results.display())
+    let merged = merge::merge_files(&args.results, args.rtol)?;
+    let truth = args.truth.as_ref().map(|t| correlate::read_truth(t, &args.truth_column)).transpose()?;
+    let opts = correlate::Options { column: args.truth_column.clone(), top_k: args.top_k };
+    let report = correlate::analyse(&merged.records, truth.as_ref(), &opts)?;
+    let text = match args.format {
+        ReportFormat::Table => correlate::to_table(&report),
+        ReportFormat::Json => serde_json::to_string_pretty(&correlate::to_json(&report))? + "\n",
+        ReportFormat::Csv => correlate::to_csv(&report),
+    };
+    match &args.output {
+        Some(o) => std::fs::write(o, &text).with_context(|| format!("cannot write {}", o.display()))?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    if let Some(dir) = &args.plot {
+        let files = plot::write_plots(dir, &report)?;
+        eprintln!("zerocost: wrote {} plots into {}", files.len(), dir.display());
+    }
+    Ok(0)
 }

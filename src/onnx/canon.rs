@@ -333,35 +333,6 @@ fn canon_node(g: &mut Graph, mut n: Node, src_opset: i64, shapes: &InputShapes, 
             return Ok(());
         }
         "Resize" => check_resize(&n)?,
-        "Sigmoid" | "LeakyRelu" | "HardSwish" | "Erf" if opts.float64 => {
-            let y = expand_for_float64(&mut b, &n)?;
-            alias.insert(n.outputs[0].clone(), y);
-            return Ok(());
-        }
-        "Gemm" if opts.float64 && (n.input(2).is_some() || n.float("alpha", 1.0) != 1.0) => {
-            // tract evaluates Gemm's alpha and beta·C in float32 whatever the type: apply
-            // them with separate nodes
-            let alpha = n.float("alpha", 1.0) as f64;
-            let beta = n.float("beta", 1.0) as f64;
-            let y = n.outputs[0].clone();
-            let mut core = n.clone();
-            core.inputs.truncate(2);
-            core.attrs.remove("alpha");
-            core.attrs.remove("beta");
-            core.outputs = vec![b.g.fresh(&format!("{}/core", n.name))];
-            let mut out = core.outputs[0].clone();
-            push_node(b.g, core)?;
-            let mut b = Builder::new(g, n.name.clone());
-            if alpha != 1.0 {
-                out = b.mul_scalar(&out, alpha)?;
-            }
-            if let Some(c) = n.input(2) {
-                let c = if beta != 1.0 { b.mul_scalar(c, beta)? } else { c.to_string() };
-                out = b.add(&out, &c)?;
-            }
-            alias.insert(y, out);
-            return Ok(());
-        }
         _ => {}
     }
     rebatch(g, &mut n, shapes)?;
@@ -519,40 +490,6 @@ fn expand_gelu(b: &mut Builder, n: &Node) -> Result<String> {
     let p = b.add(&inner, &one)?;
     let hx = b.mul(x, &half)?;
     b.mul(&hx, &p)
-}
-
-/// tract has no float64 kernel for Sigmoid, LeakyRelu, HardSwish and Erf: write them with
-/// ops it has (Erf goes through float32, the only one not exact).
-fn expand_for_float64(b: &mut Builder, n: &Node) -> Result<String> {
-    let x = n.input(0).unwrap();
-    match n.op.as_str() {
-        "Sigmoid" => {
-            let nx = b.neg(x)?;
-            let e = b.op("Exp", &[&nx], vec![])?;
-            let one = b.scalar_like(x, 1.0)?;
-            let d = b.add(&e, &one)?;
-            b.op("Reciprocal", &[&d], vec![])
-        }
-        "LeakyRelu" => {
-            let zero = b.scalar_like(x, 0.0)?;
-            let pos = b.op("Greater", &[x, &zero], vec![])?;
-            let neg = b.mul_scalar(x, n.float("alpha", 0.01) as f64)?;
-            b.op("Where", &[&pos, x, &neg], vec![])
-        }
-        "HardSwish" => {
-            let h = b.mul_scalar(x, 1.0 / 6.0)?;
-            let half = b.scalar_like(x, 0.5)?;
-            let h = b.add(&h, &half)?;
-            let (lo, hi) = (b.scalar_like(x, 0.0)?, b.scalar_like(x, 1.0)?);
-            let c = b.op("Clip", &[&h, &lo, &hi], vec![])?;
-            b.mul(x, &c)
-        }
-        _ => {
-            let x32 = b.cast(x, DType::F32)?;
-            let e = b.op("Erf", &[&x32], vec![])?;
-            b.cast(&e, DType::F64)
-        }
-    }
 }
 
 /// Rewrites a shape constant that carries the export batch when scoring at another batch.

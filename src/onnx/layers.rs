@@ -55,7 +55,6 @@ pub fn scored_layers(g: &Graph) -> Result<Vec<ScoredLayer>> {
         let mut output = y.clone();
         if n.op == "MatMul" || (n.op == "Gemm" && n.input(2).is_none()) {
             // a Linear exported as MatMul + Add(bias): PyTorch's activation includes the bias
-            // (a float64 Gemm is also split this way on import)
             if let Some(next) = g.nodes[idx + 1..].iter().find(|m| m.inputs.iter().any(|i| i == y)) {
                 let other = next.inputs.iter().find(|i| *i != y);
                 if next.op == "Add" && other.is_some_and(|o| g.constant(o).is_some_and(|t| t.shape() == [out_channels])) {

@@ -2,17 +2,27 @@
 //! over the results of shared passes (`passes.rs`); `Ctx` runs each pass at most once per
 //! model and batch, so proxies that need the same pass share it.
 
+pub mod epe_nas;
+pub mod extra_passes;
 pub mod fisher;
 pub mod flops;
+pub mod grad_sign;
 pub mod grad_norm;
 pub mod grasp;
 pub mod jacob_cov;
 pub mod l2_norm;
+pub mod linear_regions;
+pub mod meco;
+pub mod ntk_cond;
+pub mod nwot;
 pub mod params;
 pub mod passes;
 pub mod plain;
 pub mod snip;
+pub mod swap;
 pub mod synflow;
+pub mod zen;
+pub mod zico;
 
 use crate::data::Batch;
 use crate::engine::Engine;
@@ -66,6 +76,17 @@ pub fn registry() -> Vec<Proxy> {
         l2_norm::PROXY,
         params::PROXY,
         flops::PROXY,
+        // later proxies (README "Later proxies")
+        nwot::PROXY,
+        zico::PROXY,
+        zico::PROXY_PAPER,
+        meco::PROXY,
+        epe_nas::PROXY,
+        swap::PROXY,
+        grad_sign::PROXY,
+        ntk_cond::PROXY,
+        linear_regions::PROXY,
+        zen::PROXY,
     ]
 }
 
@@ -154,6 +175,8 @@ pub struct Ctx<'a> {
     hg: OnceCell<Result<Vec<Tensor>, String>>,
     jacobian: OnceCell<Result<Tensor, String>>,
     synflow: [OnceCell<Result<SynflowResults, String>>; 2],
+    probe: OnceCell<Result<extra_passes::Probe, String>>,
+    halves: OnceCell<Result<[Vec<Tensor>; 2], String>>,
 }
 
 fn cached<T>(cell: &OnceCell<Result<T, String>>, f: impl FnOnce() -> Result<T>) -> Result<&T> {
@@ -172,6 +195,8 @@ impl<'a> Ctx<'a> {
             hg: OnceCell::new(),
             jacobian: OnceCell::new(),
             synflow: [OnceCell::new(), OnceCell::new()],
+            probe: OnceCell::new(),
+            halves: OnceCell::new(),
         }
     }
 
@@ -283,6 +308,17 @@ impl<'a> Ctx<'a> {
                 weight_grads: grads.iter().map(|n| passes::output(&out, n).cloned()).collect::<Result<_>>()?,
             })
         })
+    }
+
+    /// One forward at the batch's size: binary codes of every Relu input and sample 0 of
+    /// every scored layer's output (nwot, swap, linear_regions, meco).
+    pub fn probe(&self) -> Result<&extra_passes::Probe> {
+        cached(&self.probe, || extra_passes::probe(self))
+    }
+
+    /// ∂L/∂W per scored layer on each half of the batch, each half its own forward (zico).
+    pub fn half_grads(&self) -> Result<&[Vec<Tensor>; 2]> {
+        cached(&self.halves, || extra_passes::half_batch_grads(self))
     }
 
     /// Parameter initializers of the file as read (for params and l2_norm).

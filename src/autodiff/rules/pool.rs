@@ -472,23 +472,39 @@ mod tests {
         check_op("GlobalAveragePool", &[Arg::Var(rand_tensor(&[2, 3, 3, 4], 1))], vec![], 1, true, TOL).unwrap();
     }
 
-    fn floats(v: &[f64]) -> Arg {
-        Arg::Const(Tensor::from_f64(DType::F32, &[v.len()], v.to_vec()))
-    }
-
-    fn check_resize(x: &[usize], scales: Option<&[f64]>, sizes: Option<&[i64]>, coord: &str, nearest: &str) {
+    /// tract resizes float64 tensors in float32, which finite differences in float64 cannot
+    /// check: instead, read each output's source from the engine's forward pass on
+    /// x = 0, 1, 2, ... (exact in float32) and compare the gradient with the sum of gy over
+    /// the copies. (The gradient program is linear in gy and independent of x, built from
+    /// Reshape/ReduceSum or Transpose/MatMul, whose second-order rules are checked there.)
+    fn check_resize(xs: &[usize], scales: Option<&[f64]>, sizes: Option<&[i64]>, coord: &str, nearest: &str) {
+        let numel: usize = xs.iter().product();
+        let x = Tensor::from_f64(DType::F64, xs, (0..numel).map(|v| v as f64).collect());
         let args = [
-            Arg::Var(rand_tensor(x, 1)),
+            Arg::Var(x.clone()),
             Arg::Absent,
-            scales.map_or(Arg::Absent, floats),
-            sizes.map_or(Arg::Absent, |s| Arg::Const(Tensor::from_i64(s))),
+            scales.map_or(Arg::Absent, |v| Arg::Const(Tensor::from_f64(DType::F32, &[v.len()], v.to_vec()))),
+            sizes.map_or(Arg::Absent, |v| Arg::Const(Tensor::from_i64(v))),
         ];
         let attrs = vec![
             ("mode", Attr::Str("nearest".into())),
             ("coordinate_transformation_mode", Attr::Str(coord.into())),
             ("nearest_mode", Attr::Str(nearest.into())),
         ];
-        check_op("Resize", &args, attrs, 1, true, TOL).unwrap();
+        let (mut g, outs) = single_op_graph("Resize", &args, attrs, 1).unwrap();
+        let gy = rand_tensor(g.shape(&outs[0]).unwrap(), 7);
+        let seed = Builder::new(&mut g, "seed").constant(gy.clone());
+        let grads = append_gradients(&mut g, &[(outs[0].clone(), seed)], &["in0".into()]).unwrap();
+        g.outputs = vec![outs[0].clone(), grads[0].clone()];
+        let res = TractEngine::default().load(&g).unwrap().run(&[("in0", &x)]).unwrap();
+        let mut want = vec![0.0; numel];
+        for (src, gv) in res[&outs[0]].to_f64_vec().iter().zip(gy.to_f64_vec()) {
+            want[*src as usize] += gv;
+        }
+        let dx = res[&grads[0]].to_f64_vec();
+        for (a, b) in dx.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-12, "{coord}/{nearest} {xs:?} ({scales:?}, {sizes:?}): {dx:?} vs {want:?}");
+        }
     }
 
     /// nn.Upsample(scale_factor=2, mode="nearest") as PyTorch exports it.
@@ -503,42 +519,12 @@ mod tests {
         check_resize(&[1, 2, 3, 4], Some(&[1.0, 1.0, 2.0, 3.0]), None, "half_pixel", "round_prefer_floor");
     }
 
-    /// tract resizes in float32 outside integer upsampling, which finite differences in
-    /// float64 cannot check: instead, read each output's source from the engine's forward
-    /// pass on x = 0, 1, 2, ... and compare the gradient with the sum of gy over the copies.
     #[test]
-    fn resize_nearest_routing_matches_engine() {
-        let cases: [(&[usize], &[i64], &str, &str); 5] = [
-            (&[1, 2, 3, 4], &[1, 2, 6, 8], "pytorch_half_pixel", "round_prefer_ceil"),
-            (&[1, 2, 5, 6], &[1, 2, 7, 4], "half_pixel", "round_prefer_floor"),
-            (&[1, 2, 5, 6], &[1, 2, 8, 3], "asymmetric", "floor"),
-            (&[1, 2, 4, 3], &[1, 2, 7, 5], "align_corners", "round_prefer_floor"),
-            (&[1, 1, 3, 3], &[1, 1, 5, 9], "tf_half_pixel_for_nn", "round_prefer_floor"),
-        ];
-        for (xs, sizes, coord, nearest) in cases {
-            let numel: usize = xs.iter().product();
-            let x = Tensor::from_f64(DType::F64, xs, (0..numel).map(|v| v as f64).collect());
-            let args = [Arg::Var(x.clone()), Arg::Absent, Arg::Absent, Arg::Const(Tensor::from_i64(sizes))];
-            let attrs = vec![
-                ("mode", Attr::Str("nearest".into())),
-                ("coordinate_transformation_mode", Attr::Str(coord.into())),
-                ("nearest_mode", Attr::Str(nearest.into())),
-            ];
-            let (mut g, outs) = single_op_graph("Resize", &args, attrs, 1).unwrap();
-            let ys: Vec<usize> = sizes.iter().map(|&v| v as usize).collect();
-            let gy = rand_tensor(&ys, 7);
-            let seed = Builder::new(&mut g, "seed").constant(gy.clone());
-            let grads = append_gradients(&mut g, &[(outs[0].clone(), seed)], &["in0".into()]).unwrap();
-            g.outputs = vec![outs[0].clone(), grads[0].clone()];
-            let res = TractEngine::default().load(&g).unwrap().run(&[("in0", &x)]).unwrap();
-            let mut want = vec![0.0; numel];
-            for (src, gv) in res[&outs[0]].to_f64_vec().iter().zip(gy.to_f64_vec()) {
-                want[*src as usize] += gv;
-            }
-            let dx = res[&grads[0]].to_f64_vec();
-            for (a, b) in dx.iter().zip(&want) {
-                assert!((a - b).abs() < 1e-12, "{coord}/{nearest} {xs:?} -> {sizes:?}: {dx:?} vs {want:?}");
-            }
-        }
+    fn resize_nearest_sizes_non_integer_and_downsampling() {
+        check_resize(&[1, 2, 3, 4], None, Some(&[1, 2, 6, 8]), "pytorch_half_pixel", "round_prefer_ceil");
+        check_resize(&[1, 2, 5, 6], None, Some(&[1, 2, 7, 4]), "half_pixel", "round_prefer_floor");
+        check_resize(&[1, 2, 5, 6], None, Some(&[1, 2, 8, 3]), "asymmetric", "floor");
+        check_resize(&[1, 2, 4, 3], None, Some(&[1, 2, 7, 5]), "align_corners", "round_prefer_floor");
+        check_resize(&[1, 1, 3, 3], None, Some(&[1, 1, 5, 9]), "tf_half_pixel_for_nn", "round_prefer_floor");
     }
 }

@@ -1,0 +1,519 @@
+//! ONNX Runtime engine (cargo feature `ort`): the same gradient programs as tract, run by
+//! ONNX Runtime's CPU or CUDA execution provider.
+//!
+//! The runtime is not linked: `libonnxruntime` is loaded when the first `ort` engine is
+//! built (the `ort` crate's `load-dynamic`), so a build downloads nothing. It is looked for
+//! in this order:
+//! 1. `ORT_DYLIB_PATH` (the `ort` crate's own variable),
+//! 2. `ZEROCOST_ORT_LIB`,
+//! 3. the `onnxruntime` or `onnxruntime-gpu` Python package that `python3` imports
+//!    (`onnxruntime/capi/libonnxruntime.so.<version>`: the PyPI wheel exports the C API),
+//! 4. `libonnxruntime.so` on the system's library path.
+//!
+//! Engines: `ort-cpu`, `ort-cuda` (device `ZEROCOST_CUDA_DEVICE`, default 0) and `ort`
+//! (CUDA when its provider can be initialised, else the CPU, with a notice). The CUDA
+//! provider is registered with `error_on_failure`, so `ort-cuda` never falls back to the CPU
+//! silently; its absence is one error that says what is missing.
+//!
+//! float64: ONNX Runtime's CPU provider has no float64 Conv, ConvTranspose or AveragePool,
+//! so a program with any float64 tensor (synflow's, and the data passes at the default
+//! `--precision f64`) runs on tract, with a notice printed once. With `--precision f32` the
+//! data passes run on ONNX Runtime. On CUDA a float64 program is tried on the GPU first and
+//! goes to tract only when ONNX Runtime cannot prepare it.
+//!
+//! Settings read from the environment (the CLI may map flags to them):
+//! `ZEROCOST_ORT_OPT` = disable | basic | extended | layout | all (graph optimisation level,
+//! default all), `ZEROCOST_CUDA_DEVICE` = N, `ZEROCOST_CUDA_TF32` = 1 (allow TF32 matrix
+//! products on the GPU; off by default so results match the CPU to float32 precision).
+//! ONNX Runtime's own log level follows `ORT_LOG` (default error).
+
+use super::tract::TractEngine;
+use super::{Engine, Outputs, Program};
+use crate::onnx::ir::{DType, Graph, Node, Tensor, TypeInfo};
+use crate::onnx::proto::to_model_proto;
+use anyhow::{anyhow, bail, Context, Result};
+use ndarray::{ArrayD, IxDyn};
+use ort::ep::ExecutionProviderDispatch;
+use ort::environment::Environment;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::Session;
+use ort::value::{DynTensor, PrimitiveTensorElementType, TensorElementType, ValueType};
+use prost::Message;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, Once, OnceLock};
+
+/// Variable naming the ONNX Runtime library (after the `ort` crate's `ORT_DYLIB_PATH`).
+pub const LIB_ENV: &str = "ZEROCOST_ORT_LIB";
+/// Variable with the CUDA device id for `ort-cuda` and `ort` (default 0).
+pub const DEVICE_ENV: &str = "ZEROCOST_CUDA_DEVICE";
+/// Variable with the graph optimisation level (disable | basic | extended | layout | all).
+pub const OPT_ENV: &str = "ZEROCOST_ORT_OPT";
+/// Variable that allows TF32 matrix products on the GPU when set to 1.
+pub const TF32_ENV: &str = "ZEROCOST_CUDA_TF32";
+
+/// How to get a runtime, in one line (part of every "not found" error).
+pub const INSTALL_HINT: &str = "install ONNX Runtime for python3 with `pip install onnxruntime` (CPU) or \
+`pip install 'onnxruntime-gpu[cuda,cudnn]'` (CUDA), or set ORT_DYLIB_PATH (or ZEROCOST_ORT_LIB) to a \
+libonnxruntime.so of version 1.17 or newer";
+
+/// The loaded ONNX Runtime library.
+pub struct Runtime {
+    pub path: PathBuf,
+    /// Minor version (1.x).
+    pub minor: u32,
+    /// Where the path came from ("ORT_DYLIB_PATH", "python3 onnxruntime package", ...).
+    pub found_by: String,
+    env: Environment,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ONNX Runtime 1.{} at {} (from {})", self.minor, self.path.display(), self.found_by)
+    }
+}
+
+static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+
+/// The ONNX Runtime library, loaded on first use (once per process).
+pub fn runtime() -> Result<&'static Runtime> {
+    RUNTIME.get_or_init(|| load_runtime().map_err(|e| format!("{e:#}"))).as_ref().map_err(|e| anyhow!("{e}"))
+}
+
+/// Whether a runtime can be loaded; the reason when not (tests skip on it).
+pub fn available() -> std::result::Result<&'static Runtime, String> {
+    runtime().map_err(|e| format!("{e:#}"))
+}
+
+/// The directory of the `onnxruntime` Python package that `python3` (or `python`) would
+/// import, found without importing it.
+pub fn python_package_dir() -> Option<PathBuf> {
+    let code = "import importlib.util as u; s = u.find_spec('onnxruntime'); print(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')";
+    for py in ["python3", "python"] {
+        let Ok(out) = Command::new(py).args(["-c", code]).output() else { continue };
+        if !out.status.success() {
+            continue;
+        }
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !dir.is_empty() {
+            return Some(PathBuf::from(dir));
+        }
+    }
+    None
+}
+
+/// The shared library inside an onnxruntime Python package (`capi/libonnxruntime.so.1.x.y`).
+fn library_in_package(pkg: &Path) -> Option<PathBuf> {
+    let capi = pkg.join("capi");
+    let prefix = format!("{}onnxruntime", std::env::consts::DLL_PREFIX);
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&capi)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            n.starts_with(&prefix) && n.contains(std::env::consts::DLL_SUFFIX) && !n.contains("providers") && !n.contains("pybind")
+        })
+        .collect();
+    // the versioned file (libonnxruntime.so.1.32.0) over a bare link, if both exist
+    found.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    found.into_iter().next()
+}
+
+/// Candidate library: (path, where it came from, explicit). An explicit choice that fails
+/// is an error; the implicit ones are tried in turn.
+fn candidates() -> Vec<(PathBuf, String, bool)> {
+    let mut out = Vec::new();
+    for var in ["ORT_DYLIB_PATH", LIB_ENV] {
+        if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            out.push((PathBuf::from(v), var.to_string(), true));
+            return out;
+        }
+    }
+    if let Some(pkg) = python_package_dir() {
+        match library_in_package(&pkg) {
+            Some(lib) => out.push((lib, "the onnxruntime Python package".into(), false)),
+            None => out.push((pkg.join("capi"), "the onnxruntime Python package (no libonnxruntime in it)".into(), false)),
+        }
+    }
+    out.push((
+        PathBuf::from(format!("{}onnxruntime{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)),
+        "the system library path".into(),
+        false,
+    ));
+    out
+}
+
+fn load_runtime() -> Result<Runtime> {
+    let mut tried = Vec::new();
+    for (path, found_by, explicit) in candidates() {
+        // probe first: a clear message for an old runtime, and no panic inside `ort`
+        let minor = match ort::util::probe(&path) {
+            Some(m) => m,
+            None => {
+                let why = if path.exists() { "not an ONNX Runtime 1.x library, or it could not be loaded" } else { "not found" };
+                if explicit {
+                    bail!("ONNX Runtime: {} (set by {found_by}): {why}; {INSTALL_HINT}", path.display());
+                }
+                tried.push(format!("{} ({found_by}): {why}", path.display()));
+                continue;
+            }
+        };
+        if minor < ort::MINOR_VERSION {
+            bail!(
+                "ONNX Runtime at {} ({found_by}) is version 1.{minor}; zerocost needs 1.{} or newer: `pip install -U onnxruntime` (or onnxruntime-gpu), or set ORT_DYLIB_PATH",
+                path.display(),
+                ort::MINOR_VERSION
+            );
+        }
+        let built = catch_unwind(AssertUnwindSafe(|| -> Result<Environment> {
+            let builder = ort::init_from(&path).map_err(|e| anyhow!("{e}"))?;
+            builder.with_name("zerocost").build().map_err(|e| anyhow!("{e}"))
+        }));
+        let env = match built {
+            Ok(Ok(env)) => env,
+            Ok(Err(e)) => bail!("ONNX Runtime at {} ({found_by}) could not be initialised: {e:#}; {INSTALL_HINT}", path.display()),
+            Err(p) => bail!("ONNX Runtime at {} ({found_by}) could not be initialised: {}; {INSTALL_HINT}", path.display(), panic_message(p)),
+        };
+        if std::env::var_os("ZEROCOST_DEBUG").is_some() {
+            eprintln!("ort: loaded ONNX Runtime 1.{minor} from {} ({found_by})", path.display());
+        }
+        return Ok(Runtime { path, minor, found_by, env });
+    }
+    bail!("ONNX Runtime library not found (tried {}); {INSTALL_HINT}", tried.join("; "))
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn oe<R>(e: ort::Error<R>) -> anyhow::Error {
+    anyhow!("{}", e.message().trim_end_matches('.'))
+}
+
+/// Which execution provider runs the programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    Cpu,
+    Cuda { device_id: i32 },
+}
+
+/// Parses a graph optimisation level (`ZEROCOST_ORT_OPT`).
+pub fn parse_opt_level(s: &str) -> Result<GraphOptimizationLevel> {
+    Ok(match s.trim().to_ascii_lowercase().as_str() {
+        "disable" | "none" | "0" => GraphOptimizationLevel::Disable,
+        "basic" | "1" => GraphOptimizationLevel::Level1,
+        "extended" | "2" => GraphOptimizationLevel::Level2,
+        "layout" | "3" => GraphOptimizationLevel::Level3,
+        "all" | "99" => GraphOptimizationLevel::All,
+        other => bail!("unknown ONNX Runtime graph optimisation level '{other}' (disable, basic, extended, layout or all)"),
+    })
+}
+
+/// Settings of an ONNX Runtime engine.
+#[derive(Clone, Debug)]
+pub struct OrtConfig {
+    pub provider: Provider,
+    /// Intra-op threads; 0 lets ONNX Runtime choose (one per physical core).
+    pub threads: usize,
+    pub opt_level: GraphOptimizationLevel,
+    /// Allow TF32 matrix products on the GPU.
+    pub tf32: bool,
+}
+
+impl OrtConfig {
+    /// Settings from the environment variables (see the module documentation).
+    pub fn from_env(provider: Provider, threads: usize) -> Result<OrtConfig> {
+        let opt_level = match std::env::var(OPT_ENV) {
+            Ok(s) if !s.trim().is_empty() => parse_opt_level(&s).with_context(|| format!("in {OPT_ENV}"))?,
+            _ => GraphOptimizationLevel::All,
+        };
+        let tf32 = matches!(std::env::var(TF32_ENV).as_deref().map(str::trim), Ok("1") | Ok("true") | Ok("yes"));
+        Ok(OrtConfig { provider, threads, opt_level, tf32 })
+    }
+}
+
+/// The CUDA device id from `ZEROCOST_CUDA_DEVICE` (default 0).
+pub fn device_from_env() -> Result<i32> {
+    match std::env::var(DEVICE_ENV) {
+        Ok(s) if !s.trim().is_empty() => s.trim().parse::<i32>().map_err(|_| anyhow!("{DEVICE_ENV}='{s}' is not a device number")),
+        _ => Ok(0),
+    }
+}
+
+pub struct OrtEngine {
+    pub config: OrtConfig,
+    /// Runs float64 programs (ONNX Runtime's CPU provider has no float64 convolutions).
+    tract: TractEngine,
+}
+
+static F64_NOTICE: Once = Once::new();
+
+fn has_f64(g: &Graph) -> bool {
+    g.types.values().any(|t| t.dtype == DType::F64) || g.initializers.values().any(|t| t.dtype() == DType::F64)
+}
+
+impl OrtEngine {
+    /// An engine with the given settings. For CUDA the provider is initialised on a small
+    /// program first, so that a missing GPU or CUDA library is reported here, once.
+    pub fn new(config: OrtConfig) -> Result<OrtEngine> {
+        let engine = OrtEngine::unchecked(config)?;
+        if let Provider::Cuda { device_id } = engine.config.provider {
+            engine.probe().map_err(|e| {
+                let rt = runtime().map(|r| format!("{r:?}")).unwrap_or_default();
+                anyhow!(
+                    "ONNX Runtime's CUDA provider could not be initialised on device {device_id}: {e:#}. It needs an \
+                     NVIDIA GPU and driver, the onnxruntime-gpu package (`pip install 'onnxruntime-gpu[cuda,cudnn]'` \
+                     in place of onnxruntime) and the CUDA and cuDNN libraries that build was made for (loaded: {rt}); \
+                     --engine ort-cpu runs on the CPU"
+                )
+            })?;
+        }
+        Ok(engine)
+    }
+
+    fn unchecked(config: OrtConfig) -> Result<OrtEngine> {
+        runtime()?;
+        Ok(OrtEngine { tract: TractEngine::with_threads(config.threads), config })
+    }
+
+    pub fn cpu(threads: usize) -> Result<OrtEngine> {
+        OrtEngine::new(OrtConfig::from_env(Provider::Cpu, threads)?)
+    }
+
+    pub fn cuda(device_id: i32, threads: usize) -> Result<OrtEngine> {
+        OrtEngine::new(OrtConfig::from_env(Provider::Cuda { device_id }, threads)?)
+    }
+
+    /// CUDA when its provider can be initialised, else the CPU (with a notice on stderr).
+    pub fn auto(threads: usize) -> Result<OrtEngine> {
+        let cuda = OrtEngine::unchecked(OrtConfig::from_env(Provider::Cuda { device_id: device_from_env()? }, threads)?)?;
+        match cuda.probe() {
+            Ok(()) => Ok(cuda),
+            Err(e) => {
+                eprintln!("note: --engine ort: CUDA is not available ({e:#}); using ONNX Runtime's CPU provider");
+                OrtEngine::cpu(threads)
+            }
+        }
+    }
+
+    /// `ort-cpu`, `ort-cuda` or `ort` (auto).
+    pub fn by_name(name: &str, threads: usize) -> Result<OrtEngine> {
+        match name {
+            "ort-cpu" => OrtEngine::cpu(threads),
+            "ort-cuda" => OrtEngine::cuda(device_from_env()?, threads),
+            "ort" => OrtEngine::auto(threads),
+            other => bail!("unknown ONNX Runtime engine '{other}' (ort-cpu, ort-cuda or ort)"),
+        }
+    }
+
+    fn providers(&self) -> Vec<ExecutionProviderDispatch> {
+        match self.config.provider {
+            Provider::Cpu => vec![],
+            Provider::Cuda { device_id } => vec![ort::ep::CUDA::default()
+                .with_device_id(device_id)
+                .with_tf32(self.config.tf32)
+                // each program runs once: cuDNN's exhaustive search would cost more than it saves
+                .with_conv_algorithm_search(ort::ep::cuda::ConvAlgorithmSearch::Heuristic)
+                .build()
+                .error_on_failure()],
+        }
+    }
+
+    fn builder(&self) -> Result<SessionBuilder> {
+        let rt = runtime()?;
+        if matches!(self.config.provider, Provider::Cuda { .. }) {
+            preload_cuda_libraries(rt);
+        }
+        let mut b = Session::builder(&rt.env).map_err(oe)?.with_optimization_level(self.config.opt_level).map_err(oe)?;
+        if self.config.threads > 0 {
+            b = b.with_intra_threads(self.config.threads).map_err(oe)?;
+        }
+        // ConstantSharing merges equal initializers, which breaks training-mode
+        // BatchNormalization (SPEC). zerocost's programs have BN expanded into primitive ops,
+        // so it cannot matter for them; it stays off for any graph (it only saves memory).
+        b = b.with_disabled_optimizers("ConstantSharing").map_err(oe)?;
+        let providers = self.providers();
+        if !providers.is_empty() {
+            b = b.with_execution_providers(providers).map_err(oe)?;
+        }
+        Ok(b)
+    }
+
+    /// Builds an ONNX Runtime session for `graph`.
+    fn session(&self, graph: &Graph) -> Result<Session> {
+        let bytes = to_model_proto(graph).encode_to_vec();
+        let built = catch_unwind(AssertUnwindSafe(|| -> Result<Session> {
+            let mut b = self.builder()?;
+            b.commit_from_memory(&bytes).map_err(oe)
+        }));
+        match built {
+            Ok(r) => r,
+            Err(p) => bail!("ONNX Runtime panicked while preparing the program: {}", panic_message(p)),
+        }
+    }
+
+    /// A one-Conv program through the configured provider (checks CUDA end to end).
+    fn probe(&self) -> Result<()> {
+        let mut g = Graph { name: "zerocost-probe".into(), opset: 17, source: "ONNX Runtime probe".into(), ..Default::default() };
+        g.inputs = vec!["x".into()];
+        g.outputs = vec!["y".into()];
+        g.initializers.insert("w".into(), Tensor::full(DType::F32, &[2, 1, 3, 3], 1.0));
+        g.types.insert("x".into(), TypeInfo::new(DType::F32, vec![1, 1, 4, 4]));
+        g.types.insert("w".into(), TypeInfo::new(DType::F32, vec![2, 1, 3, 3]));
+        g.types.insert("y".into(), TypeInfo::new(DType::F32, vec![1, 2, 2, 2]));
+        g.nodes.push(Node::new("probe/conv", "Conv", vec!["x".into(), "w".into()], vec!["y".into()]));
+        let prog = OrtProgram::new(self.session(&g)?, &g);
+        let x = Tensor::full(DType::F32, &[1, 1, 4, 4], 1.0);
+        let out = prog.run(&[("x", &x)])?;
+        let y = out["y"].to_f64_vec();
+        if y.len() != 8 || y.iter().any(|&v| v != 9.0) {
+            bail!("the probe convolution gave {y:?}, expected eight 9s");
+        }
+        Ok(())
+    }
+}
+
+impl Engine for OrtEngine {
+    fn name(&self) -> String {
+        match self.config.provider {
+            Provider::Cpu => "ort-cpu".into(),
+            Provider::Cuda { .. } => "ort-cuda".into(),
+        }
+    }
+
+    fn load(&self, graph: &Graph) -> Result<Box<dyn Program>> {
+        if has_f64(graph) {
+            match self.config.provider {
+                Provider::Cpu => {
+                    F64_NOTICE.call_once(|| {
+                        eprintln!(
+                            "note: ONNX Runtime's CPU provider has no float64 Conv/ConvTranspose/AveragePool: float64 programs \
+                             (synflow, and the data passes unless --precision f32) run on tract"
+                        )
+                    });
+                    return self.tract.load(graph);
+                }
+                Provider::Cuda { .. } => match self.session(graph) {
+                    Ok(s) => return Ok(Box::new(OrtProgram::new(s, graph))),
+                    Err(e) => {
+                        F64_NOTICE.call_once(|| eprintln!("note: ONNX Runtime could not prepare a float64 program ({e:#}); float64 programs run on tract"));
+                        return self.tract.load(graph);
+                    }
+                },
+            }
+        }
+        let session = self.session(graph).with_context(|| format!("{}: ONNX Runtime could not prepare the program", graph.source))?;
+        Ok(Box::new(OrtProgram::new(session, graph)))
+    }
+}
+
+struct OrtProgram {
+    /// `Session::run` takes `&mut self`; one run at a time per program.
+    session: Mutex<Session>,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    source: String,
+}
+
+impl OrtProgram {
+    fn new(session: Session, graph: &Graph) -> OrtProgram {
+        OrtProgram { session: Mutex::new(session), inputs: graph.inputs.clone(), outputs: graph.outputs.clone(), source: graph.source.clone() }
+    }
+}
+
+fn ort_tensor<T: PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static>(a: &ArrayD<T>) -> Result<DynTensor> {
+    let shape: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
+    let data: Vec<T> = a.iter().cloned().collect();
+    Ok(ort::value::Tensor::from_array((shape, data)).map_err(oe)?.upcast())
+}
+
+fn to_ort(t: &Tensor) -> Result<DynTensor> {
+    match t {
+        Tensor::F32(a) => ort_tensor(a),
+        Tensor::F64(a) => ort_tensor(a),
+        Tensor::I64(a) => ort_tensor(a),
+        Tensor::I32(a) => ort_tensor(a),
+        Tensor::Bool(a) => ort_tensor(a),
+    }
+}
+
+fn from_ort(v: &ort::value::DynValue) -> Result<Tensor> {
+    fn arr<T: PrimitiveTensorElementType + Clone + std::fmt::Debug>(v: &ort::value::DynValue) -> Result<ArrayD<T>> {
+        let (shape, data) = v.try_extract_tensor::<T>().map_err(oe)?;
+        let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+        Ok(ArrayD::from_shape_vec(IxDyn(&dims), data.to_vec())?)
+    }
+    let ValueType::Tensor { ty, .. } = v.dtype() else { bail!("output is not a tensor") };
+    Ok(match ty {
+        TensorElementType::Float32 => Tensor::F32(arr(v)?),
+        TensorElementType::Float64 => Tensor::F64(arr(v)?),
+        TensorElementType::Int64 => Tensor::I64(arr(v)?),
+        TensorElementType::Int32 => Tensor::I32(arr(v)?),
+        TensorElementType::Bool => Tensor::Bool(arr(v)?),
+        other => bail!("unsupported output element type {other:?}"),
+    })
+}
+
+impl Program for OrtProgram {
+    fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Outputs> {
+        let mut feed: Vec<(String, DynTensor)> = Vec::with_capacity(self.inputs.len());
+        for name in &self.inputs {
+            let t = inputs
+                .iter()
+                .find(|(n, _)| n == name)
+                .ok_or_else(|| anyhow!("{}: no value bound for input '{name}'", self.source))?
+                .1;
+            feed.push((name.clone(), to_ort(t)?));
+        }
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let res = catch_unwind(AssertUnwindSafe(|| -> Result<Outputs> {
+            let out = session.run(feed).map_err(oe)?;
+            let mut map = Outputs::new();
+            for name in &self.outputs {
+                let v = out.get(name.as_str()).ok_or_else(|| anyhow!("ONNX Runtime returned no output '{name}'"))?;
+                map.insert(name.clone(), from_ort(v).with_context(|| format!("output '{name}'"))?);
+            }
+            Ok(map)
+        }));
+        match res {
+            Ok(Ok(m)) => Ok(m),
+            Ok(Err(e)) => bail!("{}: ONNX Runtime run failed: {e:#}", self.source),
+            Err(p) => bail!("{}: ONNX Runtime panicked while running: {}", self.source, panic_message(p)),
+        }
+    }
+}
+
+/// The CUDA provider library needs the CUDA runtime, cuBLAS and cuDNN. The PyPI wheel does
+/// not record where the `nvidia-*` packages put them (the Python module preloads them
+/// itself), so do the same, best effort, from the site-packages holding the loaded
+/// library; libraries on the system's path work without this.
+fn preload_cuda_libraries(rt: &Runtime) {
+    static DONE: Once = Once::new();
+    DONE.call_once(|| {
+        let debug = std::env::var_os("ZEROCOST_DEBUG").is_some();
+        // .../site-packages/onnxruntime/capi/libonnxruntime.so.X → .../site-packages/nvidia
+        let Some(nvidia) = rt.path.parent().and_then(Path::parent).and_then(Path::parent).map(|p| p.join("nvidia")) else { return };
+        let Ok(rd) = std::fs::read_dir(&nvidia) else { return };
+        let dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path().join("lib")).filter(|p| p.is_dir()).collect();
+        let files: Vec<PathBuf> = dirs.iter().flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten().map(|e| e.path())).collect();
+        // dependencies first
+        let order = [
+            "libcudart.so.", "libnvJitLink.so.", "libcublasLt.so.", "libcublas.so.", "libnvrtc.so.", "libcurand.so.", "libcufft.so.",
+            "libcudnn.so.", "libcudnn_graph.so.", "libcudnn_ops.so.", "libcudnn_heuristic.so.", "libcudnn_cnn.so.", "libcudnn_adv.so.",
+            "libcudnn_engines_precompiled.so.", "libcudnn_engines_runtime_compiled.so.",
+        ];
+        for prefix in order {
+            for f in files.iter().filter(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix))) {
+                let r = ort::util::preload_dylib(f);
+                if debug {
+                    eprintln!("ort: preload {}: {}", f.display(), r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()));
+                }
+            }
+        }
+    });
+}

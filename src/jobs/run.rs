@@ -1,0 +1,207 @@
+//! Running a job: the models not yet in the output are scored by a pool of workers (one
+//! engine each); the main thread appends each result as it arrives and shows progress.
+
+use super::models::ModelRef;
+use super::spec::Job;
+use super::store::Store;
+use crate::data::{load_batch, Batch, BatchRequest};
+use crate::engine::{self, Engine};
+use crate::onnx::Model;
+use crate::{proxies, report};
+use anyhow::{anyhow, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
+
+/// Batches already built, by (per-sample shape, classes): models of one zoo usually share
+/// them, and real data sources are slow to read.
+type BatchCache = Mutex<HashMap<(Vec<usize>, usize), Arc<Batch>>>;
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into())
+}
+
+fn batch_for(job: &Job, model: &Model, cache: &BatchCache) -> Result<Arc<Batch>> {
+    let sample = crate::sample_shape(model, job.options.input_shape.as_deref())?;
+    let classes = match job.num_classes {
+        Some(c) => c,
+        None => crate::num_classes(model, &job.options)?,
+    };
+    let k = (sample.clone(), classes);
+    if let Some(b) = cache.lock().unwrap().get(&k) {
+        return Ok(b.clone());
+    }
+    let req = BatchRequest {
+        batch_size: job.batch_size,
+        dataload: job.dataload,
+        dataload_info: job.dataload_info,
+        num_classes: classes,
+        input_shape: sample,
+        seed: job.seed,
+        shuffle: job.shuffle,
+        normalization: job.normalization.clone(),
+    };
+    let b = Arc::new(load_batch(&job.data, &req)?);
+    cache.lock().unwrap().insert(k, b.clone());
+    Ok(b)
+}
+
+/// Scores one model; never fails: a problem becomes a `failed` record with its reason.
+pub fn score_model(job: &Job, m: &ModelRef, engine: &dyn Engine, cache: &BatchCache) -> Value {
+    let start = Instant::now();
+    let scored = catch_unwind(AssertUnwindSafe(|| -> Result<Value> {
+        let model = Model::load(&m.path)?;
+        let batch = batch_for(job, &model, cache)?;
+        let results = proxies::find_measures(&model, &batch, &job.proxies, engine, &job.options);
+        let layers = if job.per_layer { Some(crate::layer_names(&model, &job.options, batch.len()).unwrap_or_default()) } else { None };
+        let mut v = report::score_json(&m.id, &engine.name(), batch.len(), &results, layers.as_deref());
+        if !results.is_empty() && results.values().all(|r| r.value.is_none()) {
+            let first = results.iter().find_map(|(n, r)| r.error.as_ref().map(|e| format!("{n}: {e}"))).unwrap_or_default();
+            v["status"] = json!("failed");
+            v["error"] = json!(format!("no proxy could be computed ({first})"));
+        }
+        Ok(v)
+    }));
+    let (body, status, error) = match scored {
+        Ok(Ok(mut v)) => {
+            let status = v.get("status").and_then(Value::as_str).unwrap_or("ok").to_string();
+            let error = v.get("error").cloned();
+            if let Some(o) = v.as_object_mut() {
+                o.shift_remove("status");
+                o.shift_remove("error");
+            }
+            (v, status, error)
+        }
+        Ok(Err(e)) => (json!({ "model": m.id, "engine": engine.name() }), "failed".to_string(), Some(json!(format!("{e:#}")))),
+        Err(p) => (
+            json!({ "model": m.id, "engine": engine.name() }),
+            "failed".to_string(),
+            Some(json!(format!("panic: {}", panic_text(p)))),
+        ),
+    };
+    // model, status, error first; then the score object; then the job's bookkeeping
+    let mut out = Map::new();
+    out.insert("model".into(), json!(m.id));
+    out.insert("status".into(), json!(status));
+    if let Some(e) = error {
+        out.insert("error".into(), e);
+    }
+    if let Value::Object(o) = body {
+        for (k, v) in o {
+            if k != "model" {
+                out.insert(k, v);
+            }
+        }
+    }
+    out.insert("metadata".into(), Value::Object(m.metadata.clone()));
+    out.insert("settings".into(), json!(job.settings));
+    out.insert("wall_seconds".into(), json!((start.elapsed().as_secs_f64() * 1e3).round() / 1e3));
+    Value::Object(out)
+}
+
+/// How a run went.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub total: usize,
+    pub skipped: usize,
+    pub scored: usize,
+    pub failed: usize,
+}
+
+pub struct RunOptions {
+    pub workers: usize,
+    pub quiet: bool,
+}
+
+/// Scores `models` (already filtered to those not in the store) into `store`.
+pub fn run(job: &Job, models: &[ModelRef], store: &mut Store, opts: &RunOptions) -> Result<Summary> {
+    let mut summary = Summary { total: models.len(), ..Default::default() };
+    if models.is_empty() {
+        return Ok(summary);
+    }
+    let workers = opts.workers.clamp(1, models.len());
+    let engines: Vec<Box<dyn Engine>> = (0..workers).map(|_| engine::by_name_with_threads(&job.engine, job.threads)).collect::<Result<_>>()?;
+    let tty = std::io::stderr().is_terminal() && !opts.quiet;
+    let bar = if tty { ProgressBar::with_draw_target(Some(models.len() as u64), ProgressDrawTarget::stderr()) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} models, {msg}, ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message("0 failed");
+    bar.enable_steady_tick(std::time::Duration::from_millis(250));
+    let cache: BatchCache = Mutex::new(HashMap::new());
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let mut write_error: Option<anyhow::Error> = None;
+    std::thread::scope(|s| {
+        let (tx, rx) = mpsc::channel::<(usize, Value)>();
+        for engine in &engines {
+            let tx = tx.clone();
+            let (next, stop, cache) = (&next, &stop, &cache);
+            s.spawn(move || loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(m) = models.get(i) else { break };
+                let record = score_model(job, m, engine.as_ref(), cache);
+                if tx.send((i, record)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for (i, record) in rx {
+            if write_error.is_some() {
+                continue;
+            }
+            if let Err(e) = store.append(&record) {
+                stop.store(true, Ordering::Relaxed);
+                write_error = Some(e);
+                continue;
+            }
+            summary.scored += 1;
+            let ok = record.get("status").and_then(Value::as_str) == Some("ok");
+            if !ok {
+                summary.failed += 1;
+            }
+            let id = &models[i].id;
+            let line = if ok {
+                format!("{id}: ok ({:.2} s)", record["wall_seconds"].as_f64().unwrap_or(0.0))
+            } else {
+                format!("{id}: FAILED: {}", record.get("error").and_then(Value::as_str).unwrap_or("?"))
+            };
+            if tty {
+                if !ok {
+                    bar.println(line);
+                }
+                bar.set_message(format!("{} failed", summary.failed));
+                bar.inc(1);
+            } else if !opts.quiet || !ok {
+                eprintln!("[{}/{}] {line}", summary.scored, models.len());
+            }
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = write_error {
+        return Err(e.context(anyhow!("stopped after {} models", summary.scored)));
+    }
+    if !opts.quiet {
+        eprintln!(
+            "zerocost: scored {} model{} ({} failed) in {:.1} s into {}",
+            summary.scored,
+            if summary.scored == 1 { "" } else { "s" },
+            summary.failed,
+            start.elapsed().as_secs_f64(),
+            store.path.display()
+        );
+    }
+    Ok(summary)
+}

@@ -1,0 +1,492 @@
+//! The YAML job file: what to score and how. The whole file is checked before anything
+//! runs, and every problem is reported with its line (unknown keys included).
+//!
+//! Relative paths in a job are relative to the job file's folder (`root`, `data`, `output`)
+//! or to `root` (models and list files; `root` defaults to the job file's folder), so a job
+//! runs the same from any working directory.
+
+use super::models::{self, ModelRef};
+use super::yaml::{key, kind, path_str, unknown_key, Doc, Problem, Problems, Seg};
+use crate::data::{DataSource, Dataload, Normalization};
+use crate::onnx::canon::BnMode;
+use crate::proxies::{self, ScoreOptions};
+use anyhow::Result;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Map, Value as Json};
+use serde_yaml::Value;
+use std::path::{Path, PathBuf};
+
+/// The keys a job may have.
+pub const KEYS: &[&str] = &[
+    "name",
+    "root",
+    "models",
+    "proxies",
+    "data",
+    "batch_size",
+    "dataload",
+    "dataload_info",
+    "num_classes",
+    "seed",
+    "shuffle",
+    "normalize",
+    "input_shape",
+    "bn",
+    "precision",
+    "engine",
+    "threads",
+    "per_layer",
+    "output",
+    "workers",
+    "shard_count",
+];
+
+/// Keys of a mapping entry under `models`.
+pub const MODEL_KEYS: &[&str] = &["path", "list", "metadata", "accuracy"];
+
+/// A checked job.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub file: PathBuf,
+    pub name: String,
+    /// Where relative model paths start and what model ids are relative to.
+    pub root: PathBuf,
+    /// Sorted by id, each once.
+    pub models: Vec<ModelRef>,
+    pub proxies: Vec<&'static str>,
+    pub data: DataSource,
+    pub batch_size: usize,
+    pub dataload: Dataload,
+    pub dataload_info: usize,
+    pub num_classes: Option<usize>,
+    pub seed: u64,
+    pub shuffle: bool,
+    pub normalization: Option<Normalization>,
+    pub options: ScoreOptions,
+    pub engine: String,
+    pub threads: usize,
+    pub per_layer: bool,
+    pub output: PathBuf,
+    pub workers: usize,
+    pub shard_count: Option<usize>,
+    /// Fingerprint of everything that changes a score (proxies, data, sampling, precision,
+    /// engine), recorded in each result line.
+    pub settings: String,
+}
+
+/// FNV-1a, 64 bits: a stable fingerprint (std's hashers are not stable across releases).
+pub fn fingerprint(s: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+struct Checker<'a> {
+    doc: &'a Doc,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Checker<'a> {
+    fn err(&mut self, path: &[Seg], msg: impl Into<String>) {
+        let msg = format!("{}: {}", path_str(path), msg.into());
+        self.problems.push(self.doc.problem(path, msg));
+    }
+
+    /// The value under `path` as `T`, or a located problem; `None` when absent or null.
+    fn get<T: DeserializeOwned>(&mut self, map: &serde_yaml::Mapping, path: &[Seg], what: &str) -> Option<T> {
+        let Some(Seg::Key(k)) = path.last() else { return None };
+        let v = map.get(k.as_str())?;
+        if v.is_null() {
+            return None;
+        }
+        match serde_yaml::from_value::<T>(v.clone()) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                self.err(path, format!("expected {what}, found {} `{}`", kind(v), short(v)));
+                None
+            }
+        }
+    }
+
+    fn unknown_keys(&mut self, map: &serde_yaml::Mapping, path: &[Seg], known: &[&str]) {
+        for k in map.keys() {
+            match k.as_str() {
+                Some(name) if known.contains(&name) => {}
+                Some(name) => {
+                    let mut p = path.to_vec();
+                    p.push(key(name));
+                    let msg = unknown_key(name, known);
+                    let msg = if path.is_empty() { msg } else { format!("{}: {msg}", path_str(path)) };
+                    self.problems.push(self.doc.key_problem(&p, msg));
+                }
+                None => self.err(path, format!("keys must be strings, found {} `{}`", kind(k), short(k))),
+            }
+        }
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = serde_yaml::to_string(v).unwrap_or_default();
+    let s = s.trim().replace('\n', " ");
+    if s.chars().count() > 40 { format!("{}...", s.chars().take(40).collect::<String>()) } else { s }
+}
+
+/// `p` relative to `base` (unless absolute), `.` and `..` resolved lexically.
+fn rebase(base: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let n = models::normalize(&joined);
+    if n.as_os_str().is_empty() { PathBuf::from(".") } else { n }
+}
+
+/// A data source whose paths are relative to the job's folder.
+fn rebase_source(base: &Path, s: DataSource) -> DataSource {
+    match s {
+        DataSource::Synthetic => DataSource::Synthetic,
+        DataSource::Npy { inputs, targets } => DataSource::Npy { inputs: rebase(base, &inputs), targets: rebase(base, &targets) },
+        DataSource::NpyDir(p) => DataSource::NpyDir(rebase(base, &p)),
+        DataSource::Npz(p) => DataSource::Npz(rebase(base, &p)),
+        DataSource::Cifar10(p) => DataSource::Cifar10(rebase(base, &p)),
+        DataSource::Cifar100(p) => DataSource::Cifar100(rebase(base, &p)),
+        DataSource::ImageNet16(p) => DataSource::ImageNet16(rebase(base, &p)),
+        DataSource::Images(p) => DataSource::Images(rebase(base, &p)),
+    }
+}
+
+fn source_paths(s: &DataSource) -> Vec<&Path> {
+    match s {
+        DataSource::Synthetic => vec![],
+        DataSource::Npy { inputs, targets } => vec![inputs, targets],
+        DataSource::NpyDir(p) | DataSource::Npz(p) | DataSource::Cifar10(p) | DataSource::Cifar100(p) | DataSource::ImageNet16(p) | DataSource::Images(p) => vec![p],
+    }
+}
+
+/// Reads and checks a job file. Every problem found is returned together.
+pub fn load(file: &Path) -> Result<Job> {
+    let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read the job file {}: {e}", file.display()))?;
+    parse(file, &text).map_err(|p| anyhow::Error::new(p))
+}
+
+/// Checks the text of a job file (`file` names it in messages and anchors relative paths).
+pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
+    let shown = file.display().to_string();
+    let doc = Doc::parse(&shown, text).map_err(|p| Problems(vec![p]))?;
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut c = Checker { doc: &doc, problems: Vec::new() };
+    let empty = serde_yaml::Mapping::new();
+    let map = match &doc.value {
+        Value::Mapping(m) => m,
+        Value::Null => {
+            c.problems.push(doc.problem(&[], "the job is empty; it needs at least `models:`"));
+            &empty
+        }
+        other => {
+            c.problems.push(doc.problem(&[], format!("a job is a mapping of keys (models:, proxies:, ...), found {}", kind(other))));
+            &empty
+        }
+    };
+    c.unknown_keys(map, &[], KEYS);
+
+    let name: Option<String> = c.get(map, &[key("name")], "a string");
+    let root = match c.get::<String>(map, &[key("root")], "a folder") {
+        Some(r) => {
+            let p = rebase(&base, Path::new(&r));
+            if !p.is_dir() {
+                c.err(&[key("root")], format!("no such folder: {}", p.display()));
+            }
+            p
+        }
+        None => base.clone(),
+    };
+
+    // models
+    let mut found: Vec<ModelRef> = Vec::new();
+    match map.get("models") {
+        None | Some(Value::Null) => {
+            if doc.value.is_mapping() {
+                c.problems.push(doc.problem(&[], "missing `models:` (files, folders, globs or list files to score)"));
+            }
+        }
+        Some(v) => {
+            let entries: Vec<(Vec<Seg>, &Value)> = match v {
+                Value::Sequence(seq) => seq.iter().enumerate().map(|(i, e)| (vec![key("models"), Seg::Index(i)], e)).collect(),
+                other => vec![(vec![key("models")], other)],
+            };
+            if entries.is_empty() {
+                c.err(&[key("models")], "the list is empty");
+            }
+            for (path, entry) in entries {
+                check_model_entry(&mut c, &root, &path, entry, &mut found);
+            }
+        }
+    }
+    let models = models::dedup(found);
+
+    // proxies
+    let mut proxies: Vec<&'static str> = Vec::new();
+    match map.get("proxies") {
+        None | Some(Value::Null) => proxies = proxies::proxy_names(),
+        Some(v) => {
+            let items: Vec<(Vec<Seg>, &Value)> = match v {
+                Value::Sequence(seq) => seq.iter().enumerate().map(|(i, e)| (vec![key("proxies"), Seg::Index(i)], e)).collect(),
+                other => vec![(vec![key("proxies")], other)],
+            };
+            for (p, item) in items {
+                match item.as_str() {
+                    Some(s) => match proxies::resolve_names(&[s.to_string()]) {
+                        Ok(names) => {
+                            for n in names {
+                                if !proxies.contains(&n) {
+                                    proxies.push(n);
+                                }
+                            }
+                        }
+                        Err(e) => c.err(&p, format!("{e:#}")),
+                    },
+                    None => c.err(&p, format!("expected a proxy name, found {}", kind(item))),
+                }
+            }
+            if proxies.is_empty() && c.problems.is_empty() {
+                c.err(&[key("proxies")], "no proxy named");
+            }
+        }
+    }
+
+    // data and sampling
+    let data_spec = c.get::<String>(map, &[key("data")], "a data source (synthetic | npy:DIR | npz:FILE | cifar10:DIR | ...)").unwrap_or_else(|| "synthetic".into());
+    let data = match data_spec.parse::<DataSource>() {
+        Ok(s) => {
+            let s = rebase_source(&base, s);
+            for p in source_paths(&s) {
+                if !p.exists() {
+                    c.err(&[key("data")], format!("no such file or folder: {}", p.display()));
+                }
+            }
+            s
+        }
+        Err(e) => {
+            c.err(&[key("data")], format!("{e:#}"));
+            DataSource::Synthetic
+        }
+    };
+    let positive = |c: &mut Checker, k: &str, default: usize| -> usize {
+        match c.get::<usize>(map, &[key(k)], "a positive whole number") {
+            Some(0) => {
+                c.err(&[key(k)], "must be at least 1");
+                default
+            }
+            Some(n) => n,
+            None => default,
+        }
+    };
+    let batch_size = positive(&mut c, "batch_size", 64);
+    let dataload_info = positive(&mut c, "dataload_info", 1);
+    let threads = positive(&mut c, "threads", 1);
+    let workers = positive(&mut c, "workers", 1);
+    let dataload = match c.get::<String>(map, &[key("dataload")], "random or grasp") {
+        Some(s) => s.parse::<Dataload>().unwrap_or_else(|e| {
+            c.err(&[key("dataload")], format!("{e:#}"));
+            Dataload::Random
+        }),
+        None => Dataload::Random,
+    };
+    let num_classes = match c.get::<usize>(map, &[key("num_classes")], "a positive whole number") {
+        Some(0) => {
+            c.err(&[key("num_classes")], "must be at least 1");
+            None
+        }
+        n => n,
+    };
+    let shard_count = match c.get::<usize>(map, &[key("shard_count")], "a positive whole number") {
+        Some(0) => {
+            c.err(&[key("shard_count")], "must be at least 1");
+            None
+        }
+        n => n,
+    };
+    let seed = c.get::<u64>(map, &[key("seed")], "a whole number").unwrap_or(0);
+    let shuffle = c.get::<bool>(map, &[key("shuffle")], "true or false").unwrap_or(false);
+    let per_layer = c.get::<bool>(map, &[key("per_layer")], "true or false").unwrap_or(false);
+    let normalize_spec: Option<String> = c.get(map, &[key("normalize")], "none | cifar10 | cifar100 | imagenet | imagenet16");
+    let normalization = normalize_spec.as_ref().and_then(|s| match s.parse::<Normalization>() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            c.err(&[key("normalize")], format!("{e:#}"));
+            None
+        }
+    });
+    let input_shape: Option<Vec<usize>> = match map.get("input_shape") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match s.split(['x', ',']).map(|d| d.trim().parse::<usize>()).collect::<Result<Vec<_>, _>>() {
+            Ok(v) if v.len() >= 2 && !v.contains(&0) => Some(v),
+            _ => {
+                c.err(&[key("input_shape")], format!("bad shape `{s}`: expected e.g. 1x3x32x32"));
+                None
+            }
+        },
+        Some(_) => match c.get::<Vec<usize>>(map, &[key("input_shape")], "a shape such as 1x3x32x32 or [1, 3, 32, 32]") {
+            Some(v) if v.len() >= 2 && !v.contains(&0) => Some(v),
+            Some(v) => {
+                c.err(&[key("input_shape")], format!("bad shape {v:?}: expected at least two positive sizes"));
+                None
+            }
+            None => None,
+        },
+    };
+    let bn_spec = c.get::<String>(map, &[key("bn")], "batch or running").unwrap_or_else(|| "batch".into());
+    let bn = bn_spec.parse::<BnMode>().unwrap_or_else(|e| {
+        c.err(&[key("bn")], format!("{e:#}"));
+        BnMode::Batch
+    });
+    let precision = c.get::<String>(map, &[key("precision")], "f64 or f32").unwrap_or_else(|| "f64".into());
+    if precision != "f64" && precision != "f32" {
+        c.err(&[key("precision")], format!("unknown precision `{precision}` (f64 or f32)"));
+    }
+    let engine = c.get::<String>(map, &[key("engine")], "an engine name").unwrap_or_else(|| "tract".into());
+    if let Err(e) = crate::engine::by_name(&engine) {
+        c.err(&[key("engine")], format!("{e:#}"));
+    }
+    let output = match c.get::<String>(map, &[key("output")], "a file path") {
+        Some(o) => rebase(&base, Path::new(&o)),
+        None => {
+            let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "results".into());
+            rebase(&base, Path::new(&format!("{stem}.jsonl")))
+        }
+    };
+
+    if !c.problems.is_empty() {
+        c.problems.sort_by_key(|p| (p.line, p.column));
+        return Err(Problems(c.problems));
+    }
+    let settings_json = json!({
+        "proxies": proxies,
+        "data": data_spec,
+        "batch_size": batch_size,
+        "dataload": dataload.to_string(),
+        "dataload_info": dataload_info,
+        "num_classes": num_classes,
+        "seed": seed,
+        "shuffle": shuffle,
+        "normalize": normalize_spec,
+        "input_shape": input_shape,
+        "bn": bn_spec,
+        "precision": precision,
+        "engine": engine,
+    });
+    Ok(Job {
+        file: file.to_path_buf(),
+        name: name.unwrap_or_else(|| shown.clone()),
+        root,
+        models,
+        proxies,
+        data,
+        batch_size,
+        dataload,
+        dataload_info,
+        num_classes,
+        seed,
+        shuffle,
+        normalization,
+        options: ScoreOptions { bn, input_shape, float64: precision == "f64" },
+        engine,
+        threads,
+        per_layer,
+        output,
+        workers,
+        shard_count,
+        settings: fingerprint(&settings_json.to_string()),
+    })
+}
+
+/// One entry under `models:`: a path/glob/folder/list string, or a mapping
+/// `{path: ..., metadata: {...}, accuracy: ...}` or `{list: FILE}`.
+fn check_model_entry(c: &mut Checker, root: &Path, path: &[Seg], entry: &Value, out: &mut Vec<ModelRef>) {
+    let (pattern, list, metadata) = match entry {
+        Value::String(s) if models::is_list_file(s) => (None, Some(s.clone()), Map::new()),
+        Value::String(s) => (Some(s.clone()), None, Map::new()),
+        Value::Mapping(m) => {
+            c.unknown_keys(m, path, MODEL_KEYS);
+            let mut sub = path.to_vec();
+            sub.push(key("path"));
+            let pattern: Option<String> = c.get(m, &sub, "a file, folder or glob");
+            *sub.last_mut().unwrap() = key("list");
+            let list: Option<String> = c.get(m, &sub, "a list file (.csv, .yaml, .txt)");
+            *sub.last_mut().unwrap() = key("metadata");
+            let mut metadata = Map::new();
+            if let Some(v) = m.get("metadata").filter(|v| !v.is_null()) {
+                match serde_json::to_value(v) {
+                    Ok(Json::Object(o)) => metadata = o,
+                    Ok(other) => c.err(&sub, format!("expected a mapping of facts (accuracy: 93.1, ...), found {}", match other {
+                        Json::Array(_) => "a list",
+                        _ => "a single value",
+                    })),
+                    Err(e) => c.err(&sub, format!("{e}")),
+                }
+            }
+            *sub.last_mut().unwrap() = key("accuracy");
+            if let Some(a) = c.get::<f64>(m, &sub, "a number") {
+                metadata.insert("accuracy".into(), json!(a));
+            }
+            match (&pattern, &list) {
+                (Some(_), Some(_)) => {
+                    c.err(path, "give either `path` or `list`, not both");
+                    return;
+                }
+                (None, None) => {
+                    if !m.contains_key("path") && !m.contains_key("list") {
+                        c.err(path, "needs `path: FILE|FOLDER|GLOB` or `list: FILE`");
+                    }
+                    return;
+                }
+                _ => {}
+            }
+            (pattern, list, metadata)
+        }
+        other => {
+            c.err(path, format!("expected a path, a glob or a mapping, found {} `{}`", kind(other), short(other)));
+            return;
+        }
+    };
+    if let Some(pattern) = pattern {
+        let mut p = path.to_vec();
+        if matches!(entry, Value::Mapping(_)) {
+            p.push(key("path"));
+        }
+        match models::expand(root, &pattern) {
+            Ok(files) => out.extend(files.into_iter().map(|f| ModelRef { id: models::model_id(root, &f), path: f, metadata: metadata.clone() })),
+            Err(e) => c.err(&p, format!("{e:#}")),
+        }
+    }
+    if let Some(list) = list {
+        let mut p = path.to_vec();
+        if matches!(entry, Value::Mapping(_)) {
+            p.push(key("list"));
+        }
+        let file = rebase(root, Path::new(&list));
+        if !file.is_file() {
+            c.err(&p, format!("no such list file: {}", file.display()));
+            return;
+        }
+        match models::read_list(&file, root) {
+            Ok(found) => {
+                if found.is_empty() {
+                    c.err(&p, format!("the list file {} names no model", file.display()));
+                }
+                for mut m in found {
+                    for (k, v) in &metadata {
+                        m.metadata.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                    out.push(m);
+                }
+            }
+            Err(problems) => {
+                let (line, column) = c.doc.locate(&p);
+                for pr in problems {
+                    c.problems.push(Problem { file: c.doc.file.clone(), line, column, message: format!("{}: {pr}", path_str(&p)) });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Random search and aging (regularized) evolution, each with the zero-cost-proxies
+//! paper's two uses of a proxy: warm-up and move proposal.
+//!
+//! "Training" an architecture = looking its accuracy up in a table; each trained
+//! architecture is one step of the budget. Without a table the search ranks by the proxy.
+//!
+//! - Random search: distinct random architectures. Warm-up N: N distinct random
+//!   architectures are scored with the proxy and trained first, best score first.
+//! - Aging evolution (Real et al. 2019): a population of P (64) trained architectures; each
+//!   step samples T (10) members uniformly with replacement, mutates the fittest (one
+//!   edge/op edit), trains the child, appends it and retires the oldest member. Warm-up N:
+//!   the initial population is the P best-scored of N distinct random architectures (else
+//!   P distinct random ones). Move proposal: instead of a random edit, every one-edit
+//!   mutation of the parent not trained yet (all of them if none is left) is scored with the
+//!   proxy and the best is taken — or, with probability 0.25, a random one of them.
+
+use super::oracle::Scorer;
+use super::space::Space;
+use super::table::Table;
+use anyhow::{bail, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::collections::{HashSet, VecDeque};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    Random,
+    Evolution,
+}
+
+#[derive(Clone, Debug)]
+pub struct SearchConfig {
+    pub algorithm: Algorithm,
+    /// Trained architectures per run.
+    pub budget: usize,
+    /// Architectures scored with the proxy before the search (0 = no warm-up).
+    pub warmup: usize,
+    pub move_proposal: bool,
+    /// Probability of a random candidate instead of the best-scored one.
+    pub move_random_prob: f64,
+    pub population: usize,
+    pub tournament: usize,
+    /// Run `r` uses seed `seed + r`.
+    pub seed: u64,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig { algorithm: Algorithm::Evolution, budget: 100, warmup: 0, move_proposal: false, move_random_prob: 0.25, population: 64, tournament: 10, seed: 0 }
+    }
+}
+
+/// The accuracies a search selects by, and optionally a second column it reports (e.g.
+/// validation accuracy to select, test accuracy to report).
+pub struct Truth {
+    pub select: Table,
+    pub report: Option<Table>,
+}
+
+/// One trained architecture: a line of the trace.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub variant: String,
+    pub repeat: usize,
+    /// 1-based count of trained architectures in this run.
+    pub step: usize,
+    pub arch: String,
+    /// How it was chosen: random | warmup | mutation | move.
+    pub how: &'static str,
+    pub proxy: Option<f64>,
+    pub accuracy: Option<f64>,
+    /// Best `accuracy` so far in this run.
+    pub best_accuracy: Option<f64>,
+    /// Best proxy score among the trained architectures so far (scored ones).
+    pub best_proxy: Option<f64>,
+    /// The best architecture so far (by accuracy, or by proxy without a table).
+    pub best_arch: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<f64>,
+    /// The reported value of the architecture with the best selection accuracy so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best_report: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<serde_json::Value>,
+}
+
+struct Run<'a, S: Space> {
+    space: &'a S,
+    scorer: Option<&'a Scorer<'a, S>>,
+    truth: Option<&'a Truth>,
+    variant: String,
+    repeat: usize,
+    rows: Vec<Row>,
+    seen: HashSet<String>,
+    best_fit: f64,
+    best_acc: Option<f64>,
+    best_proxy: Option<f64>,
+    best_arch: String,
+    best_report: Option<f64>,
+}
+
+fn fmax(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+impl<'a, S: Space> Run<'a, S> {
+    /// Trains `a`; returns its fitness (accuracy, or proxy without a table; -∞ if unknown).
+    fn train(&mut self, a: &S::Arch, how: &'static str) -> Result<f64> {
+        let key = self.space.key(a);
+        let accuracy = self.truth.and_then(|t| t.select.get(&key).copied());
+        let report = self.truth.and_then(|t| t.report.as_ref()).and_then(|r| r.get(&key).copied());
+        let proxy = match (self.scorer, self.truth) {
+            (Some(s), None) => s.get(self.space, a)?,
+            (Some(s), Some(_)) => s.peek(self.space, a).flatten(),
+            (None, _) => None,
+        };
+        let fit = if self.truth.is_some() { accuracy } else { proxy }.unwrap_or(f64::NEG_INFINITY);
+        if self.rows.is_empty() || fit > self.best_fit {
+            self.best_fit = fit;
+            self.best_arch = key.clone();
+            self.best_report = report;
+        }
+        self.best_acc = fmax(self.best_acc, accuracy);
+        self.best_proxy = fmax(self.best_proxy, proxy);
+        self.seen.insert(key.clone());
+        self.rows.push(Row {
+            variant: self.variant.clone(),
+            repeat: self.repeat,
+            step: self.rows.len() + 1,
+            arch: key,
+            how,
+            proxy,
+            accuracy,
+            best_accuracy: self.best_acc,
+            best_proxy: self.best_proxy,
+            best_arch: self.best_arch.clone(),
+            report,
+            best_report: if self.truth.and_then(|t| t.report.as_ref()).is_some() { self.best_report } else { None },
+            spec: self.space.describe(a),
+        });
+        Ok(fit)
+    }
+
+    /// A random architecture not trained yet (`None` when the space seems exhausted).
+    fn fresh(&self, rng: &mut ChaCha8Rng, also_avoid: &HashSet<String>) -> Option<S::Arch> {
+        if let Some(n) = self.space.size() {
+            if self.seen.len() + also_avoid.len() >= n {
+                return None;
+            }
+        }
+        for _ in 0..100_000 {
+            let a = self.space.random(rng);
+            let k = self.space.key(&a);
+            if !self.seen.contains(&k) && !also_avoid.contains(&k) {
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    /// `n` distinct random architectures, sorted by proxy score, best first (unscored last).
+    fn warmup_pool(&self, n: usize, rng: &mut ChaCha8Rng) -> Result<Vec<(S::Arch, Option<f64>)>> {
+        let scorer = self.scorer.expect("warm-up needs a proxy");
+        let mut keys = HashSet::new();
+        let mut pool = Vec::with_capacity(n);
+        while pool.len() < n {
+            match self.fresh(rng, &keys) {
+                Some(a) => {
+                    keys.insert(self.space.key(&a));
+                    pool.push(a);
+                }
+                None => break,
+            }
+        }
+        let scores = scorer.get_many(self.space, &pool)?;
+        let mut scored: Vec<(S::Arch, Option<f64>)> = pool.into_iter().zip(scores).collect();
+        scored.sort_by(|a, b| b.1.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.1.unwrap_or(f64::NEG_INFINITY)));
+        Ok(scored)
+    }
+}
+
+/// Runs one search (repeat `repeat`, seeded `cfg.seed + repeat`) and returns its trace.
+pub fn run_search<S: Space>(space: &S, cfg: &SearchConfig, repeat: usize, variant: &str, scorer: Option<&Scorer<S>>, truth: Option<&Truth>) -> Result<Vec<Row>> {
+    if truth.is_none() && scorer.is_none() {
+        bail!("nothing to rank by: give an accuracy table (--truth) or a proxy (--proxy)");
+    }
+    if (cfg.warmup > 0 || cfg.move_proposal) && scorer.is_none() {
+        bail!("warm-up and move proposal need a proxy (--proxy or --proxy-table)");
+    }
+    if cfg.move_proposal && cfg.algorithm == Algorithm::Random {
+        bail!("move proposal applies to evolution (random search makes no moves)");
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(repeat as u64));
+    let mut run = Run {
+        space,
+        scorer,
+        truth,
+        variant: variant.to_string(),
+        repeat,
+        rows: Vec::with_capacity(cfg.budget),
+        seen: HashSet::new(),
+        best_fit: f64::NEG_INFINITY,
+        best_acc: None,
+        best_proxy: None,
+        best_arch: String::new(),
+        best_report: None,
+    };
+    let none = HashSet::new();
+    match cfg.algorithm {
+        Algorithm::Random => {
+            let mut queue: VecDeque<S::Arch> = if cfg.warmup > 0 { run.warmup_pool(cfg.warmup, &mut rng)?.into_iter().map(|p| p.0).collect() } else { VecDeque::new() };
+            while run.rows.len() < cfg.budget {
+                let (a, how) = match queue.pop_front() {
+                    Some(a) => (a, "warmup"),
+                    None => match run.fresh(&mut rng, &none) {
+                        Some(a) => (a, "random"),
+                        None => break,
+                    },
+                };
+                run.train(&a, how)?;
+            }
+        }
+        Algorithm::Evolution => {
+            if cfg.population == 0 || cfg.tournament == 0 {
+                bail!("population and tournament sizes must be positive");
+            }
+            let mut population: VecDeque<(S::Arch, f64)> = VecDeque::new();
+            let init: Vec<(S::Arch, &'static str)> = if cfg.warmup > 0 {
+                run.warmup_pool(cfg.warmup, &mut rng)?.into_iter().take(cfg.population).map(|p| (p.0, "warmup")).collect()
+            } else {
+                Vec::new()
+            };
+            for (a, how) in init {
+                if run.rows.len() >= cfg.budget {
+                    break;
+                }
+                let f = run.train(&a, how)?;
+                population.push_back((a, f));
+            }
+            while population.len() < cfg.population && run.rows.len() < cfg.budget {
+                let Some(a) = run.fresh(&mut rng, &none) else { break };
+                let f = run.train(&a, "random")?;
+                population.push_back((a, f));
+            }
+            while run.rows.len() < cfg.budget && !population.is_empty() {
+                let mut parent = rng.gen_range(0..population.len());
+                for _ in 1..cfg.tournament {
+                    let i = rng.gen_range(0..population.len());
+                    if population[i].1 > population[parent].1 {
+                        parent = i;
+                    }
+                }
+                let parent = population[parent].0.clone();
+                let (child, how) = if cfg.move_proposal {
+                    let all = space.neighbours(&parent);
+                    let untried: Vec<S::Arch> = all.iter().filter(|a| !run.seen.contains(&space.key(a))).cloned().collect();
+                    let cands = if untried.is_empty() { all } else { untried };
+                    let scores = scorer.unwrap().get_many(space, &cands)?;
+                    let pick = if rng.gen::<f64>() < cfg.move_random_prob {
+                        rng.gen_range(0..cands.len())
+                    } else {
+                        let mut best = 0;
+                        for (i, s) in scores.iter().enumerate() {
+                            if s.unwrap_or(f64::NEG_INFINITY) > scores[best].unwrap_or(f64::NEG_INFINITY) {
+                                best = i;
+                            }
+                        }
+                        best
+                    };
+                    (cands[pick].clone(), "move")
+                } else {
+                    (space.mutate(&parent, &mut rng), "mutation")
+                };
+                let f = run.train(&child, how)?;
+                population.push_back((child, f));
+                population.pop_front();
+            }
+        }
+    }
+    Ok(run.rows)
+}

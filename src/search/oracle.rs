@@ -1,0 +1,230 @@
+//! Where proxy scores come from: a pluggable [`ProxyOracle`] (a network scored with
+//! zerocost's proxies, a precomputed table, or any function), behind a per-cell cache
+//! ([`Scorer`]) that can persist to a JSON-lines file.
+
+use super::space::Space;
+use crate::data::{load_batch, Batch, BatchRequest, DataSource};
+use crate::engine::tract::TractEngine;
+use crate::onnx::Model;
+use crate::proxies::{find_measures, ScoreOptions};
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// A source of proxy scores for the architectures of a space.
+pub trait ProxyOracle<S: Space>: Sync {
+    /// What the scores are (proxy and settings); cache entries are kept per id.
+    fn id(&self) -> String;
+    /// Scores of `archs` (`None`: not available for that one).
+    fn score(&self, space: &S, archs: &[S::Arch]) -> Vec<Option<f64>>;
+}
+
+/// Scores looked up by architecture key (a proxy computed beforehand, or a test's table).
+pub struct TableOracle {
+    pub id: String,
+    pub scores: HashMap<String, f64>,
+}
+
+impl<S: Space> ProxyOracle<S> for TableOracle {
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+    fn score(&self, space: &S, archs: &[S::Arch]) -> Vec<Option<f64>> {
+        archs.iter().map(|a| self.scores.get(&space.key(a)).copied()).collect()
+    }
+}
+
+/// Scores from a function of the architecture key.
+pub struct FnOracle<F: Fn(&str) -> Option<f64> + Sync> {
+    pub id: String,
+    pub f: F,
+}
+
+impl<S: Space, F: Fn(&str) -> Option<f64> + Sync> ProxyOracle<S> for FnOracle<F> {
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+    fn score(&self, space: &S, archs: &[S::Arch]) -> Vec<Option<f64>> {
+        archs.iter().map(|a| (self.f)(&space.key(a))).collect()
+    }
+}
+
+/// Scores computed by zerocost: the architecture's network generated in memory, scored
+/// with one proxy on a synthetic (seeded) batch with the tract engine, `jobs` networks at
+/// a time.
+pub struct NetworkOracle {
+    pub proxy: &'static str,
+    pub batch: Batch,
+    pub opts: ScoreOptions,
+    pub jobs: usize,
+    /// Describes the network settings (channels, seed, ...) for the cache id.
+    pub settings: String,
+    pub progress: bool,
+    reported: Mutex<bool>,
+}
+
+impl NetworkOracle {
+    /// A synthetic batch of `batch_size` samples (`seed`) for `num_classes` classes.
+    pub fn new(proxy: &'static str, batch_size: usize, num_classes: usize, image_size: usize, data_seed: u64, settings: String, jobs: usize) -> Result<NetworkOracle> {
+        let req = BatchRequest { batch_size, num_classes, input_shape: vec![3, image_size, image_size], seed: data_seed, ..Default::default() };
+        let batch = load_batch(&DataSource::Synthetic, &req)?;
+        let settings = format!("{settings} batch={batch_size} data_seed={data_seed} f64");
+        Ok(NetworkOracle { proxy, batch, opts: ScoreOptions::default(), jobs: jobs.max(1), settings, progress: false, reported: Mutex::new(false) })
+    }
+
+    fn score_one<S: Space>(&self, space: &S, a: &S::Arch, engine: &TractEngine) -> Option<f64> {
+        let res = space.build(a).and_then(|raw| {
+            let model = Model::from_raw(format!("{} {}", space.name(), space.key(a)), raw);
+            let r = find_measures(&model, &self.batch, &[self.proxy], engine, &self.opts);
+            let pr = &r[self.proxy];
+            match (&pr.value, &pr.error) {
+                (Some(v), _) => Ok(v.total),
+                (None, e) => Err(anyhow::anyhow!("{}", e.clone().unwrap_or_default())),
+            }
+        });
+        match res {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let mut r = self.reported.lock().unwrap();
+                if !*r {
+                    eprintln!("zerocost: warning: {} of {} could not be computed ({e:#}); such cells get no score", self.proxy, space.key(a));
+                    *r = true;
+                }
+                None
+            }
+        }
+    }
+}
+
+impl<S: Space> ProxyOracle<S> for NetworkOracle {
+    fn id(&self) -> String {
+        format!("{} {}", self.proxy, self.settings)
+    }
+    fn score(&self, space: &S, archs: &[S::Arch]) -> Vec<Option<f64>> {
+        let out: Vec<Mutex<Option<f64>>> = archs.iter().map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        let done = AtomicUsize::new(0);
+        let start = Instant::now();
+        let workers = self.jobs.min(archs.len()).max(1);
+        let show = self.progress && archs.len() >= 8;
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    let engine = TractEngine::default();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= archs.len() {
+                            break;
+                        }
+                        *out[i].lock().unwrap() = self.score_one(space, &archs[i], &engine);
+                        let d = done.fetch_add(1, Ordering::SeqCst) + 1;
+                        if show && (d % 25 == 0 || d == archs.len()) {
+                            let el = start.elapsed().as_secs_f64();
+                            eprintln!("  scored {d}/{} cells with {} ({:.1}s, {:.2}s/cell)", archs.len(), self.proxy, el, el / d as f64);
+                        }
+                    }
+                });
+            }
+        });
+        out.into_iter().map(|m| m.into_inner().unwrap()).collect()
+    }
+}
+
+/// A proxy oracle behind a cache: each architecture key is scored at most once (per
+/// process, and across runs with a cache file, whose entries are kept per oracle id).
+pub struct Scorer<'o, S: Space> {
+    oracle: &'o dyn ProxyOracle<S>,
+    id: String,
+    map: Mutex<HashMap<String, Option<f64>>>,
+    file: Option<Mutex<File>>,
+    /// Architectures scored by the oracle (cache misses).
+    pub computed: AtomicUsize,
+}
+
+impl<'o, S: Space> Scorer<'o, S> {
+    pub fn new(oracle: &'o dyn ProxyOracle<S>) -> Scorer<'o, S> {
+        Scorer { id: oracle.id(), oracle, map: Mutex::new(HashMap::new()), file: None, computed: AtomicUsize::new(0) }
+    }
+
+    /// Also reads and appends to a JSON-lines cache `{"space", "oracle", "arch", "score"}`.
+    pub fn with_cache_file(mut self, space: &S, path: &Path) -> Result<Self> {
+        if path.exists() {
+            let f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let mut map = self.map.lock().unwrap();
+            for (i, line) in BufReader::new(f).lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+                if v["space"] == space.name() && v["oracle"] == self.id.as_str() {
+                    if let Some(k) = v["arch"].as_str() {
+                        map.insert(k.to_string(), v["score"].as_f64());
+                    }
+                }
+            }
+        }
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        self.file = Some(Mutex::new(f));
+        Ok(self)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Number of cached entries.
+    pub fn cached(&self) -> usize {
+        self.map.lock().unwrap().len()
+    }
+
+    /// The score if already known (never computes).
+    pub fn peek(&self, space: &S, a: &S::Arch) -> Option<Option<f64>> {
+        self.map.lock().unwrap().get(&space.key(a)).copied()
+    }
+
+    pub fn get(&self, space: &S, a: &S::Arch) -> Result<Option<f64>> {
+        Ok(self.get_many(space, std::slice::from_ref(a))?[0])
+    }
+
+    /// Scores of `archs`, computing the missing ones (each distinct key once).
+    pub fn get_many(&self, space: &S, archs: &[S::Arch]) -> Result<Vec<Option<f64>>> {
+        let keys: Vec<String> = archs.iter().map(|a| space.key(a)).collect();
+        let mut todo: Vec<S::Arch> = Vec::new();
+        let mut todo_keys: Vec<String> = Vec::new();
+        {
+            let map = self.map.lock().unwrap();
+            let mut queued = std::collections::HashSet::new();
+            for (a, k) in archs.iter().zip(&keys) {
+                if !map.contains_key(k) && queued.insert(k.clone()) {
+                    todo.push(a.clone());
+                    todo_keys.push(k.clone());
+                }
+            }
+        }
+        if !todo.is_empty() {
+            let scores = self.oracle.score(space, &todo);
+            self.computed.fetch_add(todo.len(), Ordering::SeqCst);
+            let mut map = self.map.lock().unwrap();
+            for (k, s) in todo_keys.iter().zip(&scores) {
+                map.insert(k.clone(), *s);
+            }
+            if let Some(f) = &self.file {
+                let mut f = f.lock().unwrap();
+                for (k, s) in todo_keys.iter().zip(&scores) {
+                    let line = json!({"space": space.name(), "oracle": self.id, "arch": k, "score": s});
+                    writeln!(f, "{line}")?;
+                }
+                f.flush()?;
+            }
+        }
+        let map = self.map.lock().unwrap();
+        Ok(keys.iter().map(|k| map[k]).collect())
+    }
+}
