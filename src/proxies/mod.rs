@@ -90,6 +90,11 @@ pub fn registry() -> Vec<Proxy> {
     ]
 }
 
+/// The default set: the paper's proxies and the params/flops baselines (`--proxy all`
+/// runs every registered proxy).
+pub const PAPER_PROXIES: &[&str] =
+    &["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "plain", "synflow", "synflow_bn", "l2_norm", "params", "flops"];
+
 pub fn proxy_names() -> Vec<&'static str> {
     registry().iter().map(|p| p.name).collect()
 }
@@ -98,7 +103,7 @@ pub fn proxy_names() -> Vec<&'static str> {
 pub fn resolve_names(names: &[String]) -> Result<Vec<&'static str>> {
     let all = proxy_names();
     if names.is_empty() {
-        return Ok(all);
+        return Ok(PAPER_PROXIES.to_vec());
     }
     let mut out = Vec::new();
     for n in names.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
