@@ -1,4 +1,5 @@
-//! Times a 3×3 convolution's gradients on tract, float32: forward alone, forward + data
+//! Times a 3×3 convolution's gradients on tract (float32 unless `CONV_GRAD_F64=1`), with
+//! unoptimised plans (what scoring uses) and optimised ones: forward alone, forward + data
 //! gradient (ConvTranspose), forward + weight gradient in the default per-offset
 //! formulation (one matrix product per kernel offset) and in the alternative formulation
 //! (one convolution whose kernel is the whole output gradient), and forward + both
@@ -6,7 +7,7 @@
 //! passing the tensors in and out of the engine.
 //!
 //! `cargo bench --bench conv_grad [-- BATCH]`; environment: `ZEROCOST_THREADS` (default 1),
-//! `CONV_GRAD_BATCH` (64), `CONV_GRAD_CHANNELS` (64), `CONV_GRAD_SIZE` (32).
+//! `CONV_GRAD_BATCH` (64), `CONV_GRAD_CHANNELS` (64), `CONV_GRAD_SIZE` (32), `CONV_GRAD_F64`.
 
 use anyhow::Result;
 use std::time::Instant;
@@ -21,17 +22,25 @@ fn env_or(key: &str, default: usize) -> usize {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn f32_tensor(shape: &[usize], seed: u64) -> Tensor {
-    rand_tensor(shape, seed).cast(DType::F32)
+fn dtype() -> DType {
+    if env_or("CONV_GRAD_F64", 0) == 1 {
+        DType::F64
+    } else {
+        DType::F32
+    }
+}
+
+fn data(shape: &[usize], seed: u64) -> Tensor {
+    rand_tensor(shape, seed).cast(dtype())
 }
 
 /// y = Conv(x, W) (pads 1), x a graph input, W a constant; plus a graph input `gy` for the
 /// output gradient.
 fn forward(n: usize, c: usize, hw: usize) -> Result<Graph> {
-    let args = [Arg::Var(f32_tensor(&[n, c, hw, hw], 1)), Arg::Const(f32_tensor(&[c, c, 3, 3], 2))];
+    let args = [Arg::Var(data(&[n, c, hw, hw], 1)), Arg::Const(data(&[c, c, 3, 3], 2))];
     let (mut g, _) = single_op_graph("Conv", &args, vec![("pads", Attr::Ints(vec![1; 4]))], 1)?;
     g.inputs.push("gy".into());
-    g.types.insert("gy".into(), f32_tensor(&[n, c, hw, hw], 3).info());
+    g.types.insert("gy".into(), data(&[n, c, hw, hw], 3).info());
     Ok(g)
 }
 
@@ -88,12 +97,11 @@ fn main() -> Result<()> {
     let c = env_or("CONV_GRAD_CHANNELS", 64);
     let hw = env_or("CONV_GRAD_SIZE", 32);
     let threads = env_or("ZEROCOST_THREADS", 1);
-    let engine = TractEngine::with_threads(threads);
     let gflop = 2.0 * (n * c * c * 9 * hw * hw) as f64 / 1e9;
-    println!("conv 3x3 {c}->{c}, batch {n}, {hw}x{hw}, float32, tract, {threads} thread(s)");
+    println!("conv 3x3 {c}->{c}, batch {n}, {hw}x{hw}, {:?}, tract, {threads} thread(s)", dtype());
     println!("{gflop:.2} GFLOP per convolution-sized product");
-    let x = f32_tensor(&[n, c, hw, hw], 1);
-    let gy = f32_tensor(&[n, c, hw, hw], 3);
+    let x = data(&[n, c, hw, hw], 1);
+    let gy = data(&[n, c, hw, hw], 3);
     let cases = [
         ("forward", forward(n, c, hw)?),
         ("forward + dx (ConvTranspose)", with_gradients(n, c, hw, &["in0"])?),
@@ -102,10 +110,11 @@ fn main() -> Result<()> {
         ("forward + dx + dW (default)", with_gradients(n, c, hw, &["in0", "in1"])?),
     ];
     let (names, graphs): (Vec<&str>, Vec<Graph>) = cases.into_iter().unzip();
-    let ms = median_times(&engine, &graphs, &x, &gy)?;
-    println!("{:<44} {:>10}", "program", "median ms");
-    for (name, t) in names.iter().zip(ms) {
-        println!("{name:<44} {t:>10.1}");
+    let plain = median_times(&TractEngine::with_threads(threads), &graphs, &x, &gy)?;
+    let optimized = median_times(&TractEngine::with_threads(threads).optimized(), &graphs, &x, &gy)?;
+    println!("{:<44} {:>12} {:>12}", "program (median ms)", "unoptimised", "optimised");
+    for ((name, a), b) in names.iter().zip(plain).zip(optimized) {
+        println!("{name:<44} {a:>12.1} {b:>12.1}");
     }
     Ok(())
 }

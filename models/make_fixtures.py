@@ -636,6 +636,333 @@ class Scorer:
         return totals, {k: per_layer[k] for k in LAYERWISE}, details, extra, timing
 
 
+# ----------------------------------------------------------------------------------------
+# Later proxies (issue 7): independent PyTorch implementations following each paper's
+# official code, on the same torch module. Stored as extra keys of ref.json (proxies,
+# proxies_f64, per_layer*, rel_diff_f32_vs_f64, details, definitions); the values above
+# are left as they are.
+# ----------------------------------------------------------------------------------------
+
+LATER = ["meco", "epe_nas", "swap", "grad_sign", "ntk_cond", "linear_regions", "zen"]
+LATER_LAYERWISE = ["meco", "grad_sign"]
+LATER_DEFINITIONS = {
+    "meco": "MeCo (official meco.py forward hook) on the scored layers' outputs: for each, "
+            "fea = out[0].reshape(C, -1) (sample 0, channels x positions), torch.corrcoef, NaN/inf "
+            "entries set to 0, minimum real eigenvalue (torch.linalg.eig); sum over layers. The "
+            "official code hooks every nn.Module; an ONNX graph has no modules, so the hooked "
+            "layers are the scored Conv/Linear layers",
+    "epe_nas": "EPE-NAS eval_score_perclass on J = d(sum outputs)/d(input) rows: per class "
+               "s_c = sum(log(|np.corrcoef(J_c)| + 1e-5)) (one sample: corrcoef = 1); score = "
+               "sum_c |s_c| (<= 100 classes)",
+    "swap": "SWAP (unregularised): sign(ReLU output) of every ReLU call with a 4-D input, "
+            "concatenated per sample (N x M), number of distinct rows of the transpose "
+            "(distinct sample-wise patterns of the units)",
+    "grad_sign": "GradSign get_gradsign: each sample alone (batch of 1, train-mode BN), CE of "
+                 "that sample, gradient w.r.t. every Conv2d/Linear weight; "
+                 "np.nansum(|sum_n sign(g_n)|)",
+    "ntk_cond": "TE-NAS get_ntk_n (train mode, one batch): per sample n, backward of "
+                "logit[n:n+1] with ones (retain_graph, whole-batch forward), gradients of every "
+                "parameter whose name contains 'weight'; NTK = G G^T; eigenvalues ascending "
+                "(eigh); score = last / first (NaN -> 100000)",
+    "linear_regions": "TE-NAS LinearRegionCount on the batch: sign(ReLU output) of every ReLU "
+                      "call with a 4-D input, concatenated per sample; number of distinct "
+                      "sample patterns (calc_LR)",
+    "zen": "Zen-NAS compute_zen_score (repeat 1, mixup_gamma 0.01, train mode): scored "
+           "Conv/Linear weights := normal_stream(0, scored-layer index) (rounded to float32, "
+           "ONNX layout), their biases 0, affine BN weight 1 / bias 0; x = normal_stream(0, "
+           "2^32), eps = normal_stream(0, 2^32+1) (float32, batch shape); f = input of the last "
+           "global average pooling; log(mean_n sum|f(x) - f(x + 0.01 eps)|) + sum over "
+           "BatchNorm2d with running stats of log(sqrt(mean(running_var))) after the two "
+           "forwards (running stats from the fixture's, momentum 0.1)",
+}
+
+_M64 = (1 << 64) - 1
+
+
+def _splitmix64(x):
+    x = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def normal_stream(seed, stream, n):
+    """The reproducible N(0,1) stream of zerocost's extra_passes::normal_stream (splitmix64 +
+    Box-Muller), re-implemented here so that both sides draw the same numbers."""
+    s = _splitmix64(np.array([(stream * 0x100000001B3 + 1) & _M64], dtype=np.uint64))
+    key = _splitmix64(np.array([seed], dtype=np.uint64) ^ s)
+    k = np.arange(2 * n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        u = ((_splitmix64(key + k) >> np.uint64(11)).astype(np.float64) + 0.5) / 9007199254740992.0
+    u1, u2 = u[0::2], u[1::2]
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+class GapRecorder(TorchFunctionMode):
+    """Records the input of every global average pooling call (adaptive_avg_pool2d to 1x1,
+    avg_pool2d whose kernel covers the map, mean over dims (2, 3))."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        x = args[0] if args else None
+        if isinstance(x, torch.Tensor) and x.dim() == 4:
+            glob = False
+            if name == "adaptive_avg_pool2d":
+                os_ = args[1] if len(args) > 1 else kwargs.get("output_size")
+                glob = os_ in (1, (1, 1), [1, 1])
+            elif name == "avg_pool2d":
+                k = args[1] if len(args) > 1 else kwargs.get("kernel_size")
+                k = (k, k) if isinstance(k, int) else tuple(k)
+                pad = args[3] if len(args) > 3 else kwargs.get("padding", 0)
+                glob = k == tuple(x.shape[2:]) and pad in (0, (0, 0), [0, 0])
+            elif name == "mean":
+                d = args[1] if len(args) > 1 else kwargs.get("dim")
+                glob = d is not None and sorted(int(v) % 4 for v in (d if isinstance(d, (tuple, list)) else [d])) == [2, 3]
+            if glob:
+                self.inputs.append(x)
+        return func(*args, **kwargs)
+
+
+def _corrcoef_eig_min(fea):
+    fea = fea.reshape(fea.shape[0], -1)
+    corr = torch.corrcoef(fea)
+    corr[torch.isnan(corr)] = 0
+    corr[torch.isinf(corr)] = 0
+    values = torch.linalg.eig(corr)[0]
+    return torch.min(torch.real(values)).item()
+
+
+class LaterScorer(Scorer):
+    """The later proxies; `layers` are ref.json's scored layers (torch names, ONNX order)."""
+
+    def __init__(self, model, layers, x, y, dtype):
+        super().__init__(model, [l["name"] for l in layers], x, y, dtype)
+        self.layers = layers
+
+    def meco(self):
+        m = prep(self.model, self.dtype)
+        mods = self._mods(m)
+        vals = {}
+        hooks = []
+        for i, mod in enumerate(mods):
+            def hook(module, inp, out, i=i):
+                assert i not in vals
+                vals[i] = _corrcoef_eig_min(out[0].detach())
+            hooks.append(act_module(mod).register_forward_hook(hook))
+        with torch.no_grad():
+            m(self.x)
+        for h in hooks:
+            h.remove()
+        per = [vals[i] for i in range(len(mods))]
+        per = [0.0 if math.isnan(v) else v for v in per]
+        return per
+
+    def epe_nas(self):
+        m = prep(self.model, self.dtype)
+        x = self.x.clone().requires_grad_(True)
+        y = m(x)
+        y.backward(torch.ones_like(y))
+        jacob = x.grad.detach().reshape(x.shape[0], -1).cpu().numpy()
+        labels = self.y.cpu().numpy()
+        n_classes = y.shape[-1]
+        k = 1e-5
+        per_class = {}
+        for i, label in enumerate(labels):
+            if label in per_class:
+                per_class[label] = np.vstack((per_class[label], jacob[i]))
+            else:
+                per_class[label] = jacob[i]
+        ind = {}
+        for c in per_class.keys():
+            try:
+                corrs = np.corrcoef(per_class[c])
+                s = np.sum(np.log(abs(corrs) + k))
+                if n_classes > 100:
+                    s /= len(corrs)
+            except Exception:
+                continue
+            ind[c] = s
+        score = 0
+        if n_classes <= 100:
+            for c in ind:
+                score += np.absolute(ind[c])
+        else:
+            for c in ind:
+                for cj in ind:
+                    score += np.absolute(ind[c] - ind[cj])
+            score /= len(ind)
+        return float(score)
+
+    def _relu4d_codes(self):
+        m = prep(self.model, self.dtype)
+        rec = ReluRecorder()
+        with torch.no_grad(), rec:
+            m(self.x)
+        n = self.x.shape[0]
+        feats = [c.reshape(n, -1) for c, inp in zip(rec.codes, rec.inputs) if inp.dim() == 4]
+        if not feats:
+            return None
+        return torch.cat(feats, 1).to(torch.uint8).cpu().numpy()
+
+    def swap(self):
+        a = self._relu4d_codes()  # samples x units, sign(relu output)
+        if a is None:
+            return None, 0  # no ReLU on a 4-D map: undefined
+        return int(np.unique(a.T, axis=0).shape[0]), int(a.shape[1])
+
+    def linear_regions(self):
+        a = self._relu4d_codes()
+        return None if a is None else int(np.unique(a, axis=0).shape[0])
+
+    def grad_sign(self):
+        m = prep(self.model, self.dtype)
+        W = self._weights(m)
+        n = self.x.shape[0]
+        per_layer_codes = [[] for _ in W]
+        for i in range(n):
+            out = m(self.x[[i]])
+            loss = loss_fn(out, self.y[[i]])
+            g = torch.autograd.grad(loss, W)
+            for r, gi in zip(per_layer_codes, g):
+                r.append(np.sign(gi.detach().cpu().numpy().reshape(-1)))
+        per = []
+        for r in per_layer_codes:
+            code = np.abs(np.stack(r).sum(axis=0))
+            per.append(float(np.nansum(code)))
+        return per
+
+    def ntk_cond(self):
+        m = prep(self.model, self.dtype)
+        m.zero_grad()
+        logit = m(self.x.clone())
+        grads = []
+        params = [(k, W) for k, W in m.named_parameters() if "weight" in k]
+        for idx in range(len(self.x)):
+            logit[idx:idx + 1].backward(torch.ones_like(logit[idx:idx + 1]), retain_graph=True)
+            grad = []
+            for k, W in params:
+                if W.grad is not None:
+                    grad.append(W.grad.view(-1).detach())
+            grads.append(torch.cat(grad, -1))
+            m.zero_grad(set_to_none=False)
+        G = torch.stack(grads, 0)
+        ntk = torch.einsum("nc,mc->nm", G, G)
+        ev = torch.linalg.eigvalsh(ntk)
+        cond = np.nan_to_num((ev[-1] / ev[0]).item(), copy=True, nan=100000.0)
+        return float(cond), {"lambda_min": ev[0].item(), "lambda_max": ev[-1].item(),
+                             "parameters": int(G.shape[1]),
+                             "weight_params": [k for k, W in params if W.grad is not None]}
+
+    def zen(self, seed=0, gamma=1e-2):
+        m = prep(self.model, self.dtype)
+        mods = self._mods(m)
+        with torch.no_grad():
+            for k, (mod, lay) in enumerate(zip(mods, self.layers)):
+                w = mod.weight
+                shape = tuple(w.shape[::-1]) if lay["matched_by"] == "value_transposed" else tuple(w.shape)
+                v = normal_stream(seed, k, w.numel()).astype(np.float32).reshape(shape)
+                if lay["matched_by"] == "value_transposed":
+                    v = v.T
+                w.copy_(torch.from_numpy(np.ascontiguousarray(v)).to(self.dtype))
+                if getattr(mod, "bias", None) is not None:
+                    mod.bias.zero_()
+            for mod in m.modules():
+                if isinstance(mod, (nn.BatchNorm2d, nn.GroupNorm)) and mod.weight is not None:
+                    mod.weight.fill_(1.0)
+                    mod.bias.zero_()
+            shape = tuple(self.x.shape)
+            numel = int(np.prod(shape))
+            x1 = torch.from_numpy(normal_stream(seed, 1 << 32, numel).astype(np.float32).reshape(shape))
+            e = torch.from_numpy(normal_stream(seed, (1 << 32) + 1, numel).astype(np.float32).reshape(shape))
+            # the mixup input as the Rust side forms it: x + gamma*eps in float64, then float32
+            xm = (x1.double() + gamma * e.double()).float()
+            feats = []
+            for inp in (x1, xm):
+                rec = GapRecorder()
+                with rec:
+                    m(inp.to(self.dtype))
+                if not rec.inputs:
+                    return None, {"error": "no global average pooling"}
+                feats.append(rec.inputs[-1].detach())
+            diff = torch.sum(torch.abs(feats[0] - feats[1]), dim=[1, 2, 3]).mean()
+            log_bn = 0.0
+            n_bn = 0
+            for mod in m.modules():
+                if isinstance(mod, nn.BatchNorm2d) and mod.running_var is not None:
+                    log_bn += torch.log(torch.sqrt(torch.mean(mod.running_var))).item()
+                    n_bn += 1
+            return float(torch.log(diff).item() + log_bn), {
+                "log_feature_diff": torch.log(diff).item(), "log_bn_scaling": log_bn, "bn_nodes": n_bn}
+
+    def all_later(self):
+        totals, per_layer, details = {}, {}, {}
+        per_layer["meco"] = self.meco()
+        totals["meco"] = float(sum(per_layer["meco"]))
+        totals["epe_nas"] = self.epe_nas()
+        sw, units = self.swap()
+        totals["swap"] = sw
+        details["swap"] = {"units": units}
+        per_layer["grad_sign"] = self.grad_sign()
+        totals["grad_sign"] = float(sum(per_layer["grad_sign"]))
+        totals["ntk_cond"], details["ntk_cond"] = self.ntk_cond()
+        totals["linear_regions"] = self.linear_regions()
+        totals["zen"], details["zen"] = self.zen()
+        return totals, per_layer, details
+
+
+def merge_later(ref, model, x, y):
+    """Adds the later proxies' values to a ref dict (existing keys are not touched)."""
+    layers = ref["layers"]
+    t32, pl32, _ = LaterScorer(model, layers, x, y, torch.float32).all_later()
+    t64, pl64, det64 = LaterScorer(model, layers, x, y, torch.float64).all_later()
+    for p in LATER:
+        ref["proxies"][p] = t32[p]
+        ref["proxies_f64"][p] = t64[p]
+        ref["rel_diff_f32_vs_f64"][p] = rel(t32[p], t64[p])
+        if p in LATER_LAYERWISE:
+            ref["per_layer"][p] = pl32[p]
+            ref["per_layer_f64"][p] = pl64[p]
+        if p in det64:
+            ref["details"][p] = det64[p]
+        ref["definitions"][p] = LATER_DEFINITIONS[p]
+    return ref
+
+
+def update_later(names):
+    """Recomputes only the later proxies of existing fixtures and writes them into ref.json;
+    the ONNX files, inputs, targets and every existing value stay as they are."""
+    torch.set_num_threads(2)
+    for name in names:
+        t0 = time.time()
+        fdir = FIXTURES_DIR / name
+        ref = json.load(open(fdir / "ref.json"))
+        model, _, _ = build(name)
+        model = model.float()
+        x = np.load(fdir / "inputs.npy")
+        y = np.load(fdir / "targets.npy")
+        # the rebuilt module must be the one the fixture was made from
+        s = Scorer(model, [l["name"] for l in ref["layers"]], x, y, torch.float64)
+        _, extra = s.first_order()
+        if rel(extra["loss"], ref["loss_f64"]) > 1e-12:
+            raise RuntimeError(f"{name}: rebuilt model's loss {extra['loss']} != {ref['loss_f64']}")
+        merge_later(ref, model, x, y)
+        nonfinite = dict(ref.get("non_finite", {}))
+        ref.pop("non_finite", None)
+        ref = sanitize(ref, nonfinite)
+        ref["non_finite"] = nonfinite
+        with open(fdir / "ref.json", "w") as f:
+            json.dump(ref, f, indent=1)
+        print(f"[{name}] later proxies: " + ", ".join(f"{p} {ref['proxies_f64'][p]}" for p in LATER)
+              + f" ({time.time() - t0:.1f}s)", flush=True)
+
+
 def count_params(model, x):
     """(params of the modules the forward pass calls, params of all modules,
     elements of the constant scale/bias of called non-affine BN modules)."""
@@ -1089,6 +1416,7 @@ def write_fixture(name, model, description, export="torchscript", export_batch=B
     }
     if extra_meta:
         ref.update(extra_meta)
+    merge_later(ref, model, x, y)
     ref = sanitize(ref, nonfinite)
     ref["non_finite"] = nonfinite
     with open(fdir / "ref.json", "w") as f:
@@ -1275,9 +1603,18 @@ def main():
     ap.add_argument("names", nargs="*", help=f"fixtures to make (default all: {' '.join(ALL)})")
     ap.add_argument("--validate", metavar="REFDIR",
                     help="compare this script's proxy code with a shared reference directory")
+    ap.add_argument("--update-later", action="store_true",
+                    help="only (re)compute the later proxies (meco, epe_nas, swap, grad_sign, ntk_cond, "
+                         "linear_regions, zen) of existing fixtures and add them to their ref.json")
     args = ap.parse_args()
     if args.validate:
         sys.exit(0 if validate(args.validate) else 1)
+    if args.update_later:
+        for n in args.names:
+            if n not in ALL:
+                ap.error(f"unknown fixture {n}")
+        update_later(args.names or ALL)
+        return
     names = args.names or ALL
     for n in names:
         if n not in ALL:

@@ -70,6 +70,20 @@ fn scores(path: &Path) -> BTreeMap<String, Value> {
     lines(path).into_iter().map(|v| (v["model"].as_str().unwrap().to_string(), v["scores"].clone())).collect()
 }
 
+/// model → the `"scores":{...}` text exactly as written (numbers digit for digit).
+fn raw_scores(path: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let start = l.find("\"scores\":{").expect("a scores object");
+            let end = start + l[start..].find('}').unwrap();
+            (v["model"].as_str().unwrap().to_string(), l[start..=end].to_string())
+        })
+        .collect()
+}
+
 #[test]
 fn kill_and_resume_scores_each_model_once() {
     let dir = scratch("resume");
@@ -171,6 +185,7 @@ fn shards_merged_equal_a_single_run() {
     let o = run(zerocost().arg("merge").arg(&s0).arg(&s1).arg("-o").arg(&merged));
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(scores(&merged), single, "sharded and merged == single run");
+    assert_eq!(raw_scores(&merged), raw_scores(&dir.join("single.jsonl")), "digit for digit");
     let models: Vec<String> = lines(&merged).iter().map(|v| v["model"].as_str().unwrap().to_string()).collect();
     let mut sorted = models.clone();
     sorted.sort();
@@ -253,6 +268,12 @@ fn the_example_job_is_valid() {
     for m in ["models/tiny_mlp.onnx", "models/tiny_cnn.onnx", "models/nb201_a.onnx"] {
         assert!(out.lines().any(|l| l == m), "{m} not in\n{out}");
     }
+    // the list-file example, as one shard of a Kubernetes indexed Job would see it
+    let o = run(zerocost().args(["batch", "examples/job_list.yaml", "--dry-run"]).env("JOB_COMPLETION_INDEX", "1").current_dir(root()));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("shard 1/4"), "{out}");
+    assert!(out.contains("models/nb201_a.onnx  {\"family\":\"nas-bench-201\""), "{out}");
 }
 
 #[test]
@@ -347,5 +368,39 @@ fn correlate_prints_the_contracted_json_and_plots() {
             assert!(String::from_utf8_lossy(&b).contains("<svg"));
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failing_model_is_recorded_and_the_job_goes_on() {
+    let dir = scratch("failing");
+    copy_models(&dir, &[("tiny_mlp.onnx", "a_ok.onnx"), ("tiny_cnn.onnx", "c_ok.onnx")]);
+    std::fs::write(dir.join("models/b_broken.onnx"), b"not an onnx file").unwrap();
+    let job = write_job(&dir, "workers: 2\n");
+    let out = dir.join("out/results.jsonl");
+    let o = run(zerocost().arg("batch").arg(&job));
+    assert_eq!(o.status.code(), Some(1), "a failed model gives exit code 1: {}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("b_broken.onnx"), "{}", text(&o.stderr));
+    let res = lines(&out);
+    assert_eq!(res.len(), 3);
+    let broken = res.iter().find(|v| v["model"] == "models/b_broken.onnx").unwrap();
+    assert_eq!(broken["status"], "failed");
+    assert!(broken["error"].as_str().unwrap().contains("ONNX"), "{broken}");
+    assert_eq!(res.iter().filter(|v| v["status"] == "ok").count(), 2);
+    // a rerun keeps the failure; --retry-failed tries that model again, still once in the file
+    let o = run(zerocost().arg("batch").arg(&job));
+    assert!(text(&o.stderr).contains("0 to score"), "{}", text(&o.stderr));
+    let o = run(zerocost().arg("batch").arg(&job).arg("--retry-failed"));
+    assert!(text(&o.stderr).contains("1 to score"), "{}", text(&o.stderr));
+    let res = lines(&out);
+    assert_eq!(res.len(), 3);
+    assert_eq!(res.iter().filter(|v| v["model"] == "models/b_broken.onnx").count(), 1);
+    // correlate leaves failed lines out
+    std::fs::write(dir.join("t.csv"), "model,accuracy\na_ok,1\nb_broken,2\nc_ok,3\n").unwrap();
+    let o = run(zerocost().arg("correlate").arg(&out).arg("--truth").arg(dir.join("t.csv")).args(["--format", "json"]));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["n"], 2);
+    assert_eq!(v["failed"], 1);
     let _ = std::fs::remove_dir_all(&dir);
 }

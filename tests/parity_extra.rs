@@ -34,6 +34,8 @@ fn judge(case: &Case, name: &str, got: f64, want: f64, float64: bool) -> (f64, f
             ((got - want).abs() / want.abs().max(layers), if float64 { 1e-8 } else { 1e-4f64.max(floor) })
         }
         "ntk_cond" => (rel(got, want), if float64 { 1e-6 } else { 1e-3f64.max(floor) }),
+        // ln(|r| + 1e-5) of near-zero correlations magnifies float32 rounding
+        "epe_nas" => (rel(got, want), if float64 { 1e-8 } else { 3e-3f64.max(floor) }),
         _ => (rel(got, want), if float64 { 1e-8 } else { 1e-4f64.max(floor) }),
     }
 }
@@ -63,7 +65,7 @@ fn check_case(case: &Case, float64: bool) -> Vec<String> {
         let got = v.total;
         let (err, tol) = judge(case, name, got, want, float64);
         eprintln!("{:<28} {:<14} ours {:>16.9e} torch {:>16.9e} err {:.2e} (tol {:.0e}) {:.2}s", case.name, name, got, want, err, tol, r.seconds);
-        if !(err <= tol) {
+        if err.is_nan() || err > tol {
             failures.push(format!("{}: {name}: ours {got:e}, PyTorch {want:e}, error {err:.2e} > {tol:.0e}", case.name));
         }
         // per-layer values where the reference has them (zico's per layer: 1e-4 relative to
@@ -73,7 +75,7 @@ fn check_case(case: &Case, float64: bool) -> Vec<String> {
                 for (k, (a, b)) in ours.iter().zip(theirs).enumerate() {
                     let b = b.as_f64().unwrap_or(f64::NAN);
                     let e = (a - b).abs() / b.abs().max(1.0);
-                    if !(e <= tol.max(1e-6)) {
+                    if e.is_nan() || e > tol.max(1e-6) {
                         failures.push(format!("{}: {name}: layer {k}: ours {a:e}, PyTorch {b:e}", case.name));
                     }
                 }

@@ -16,10 +16,11 @@
 //! silently; its absence is one error that says what is missing.
 //!
 //! float64: ONNX Runtime's CPU provider has no float64 Conv, ConvTranspose or AveragePool,
-//! so a program with any float64 tensor (synflow's, and the data passes at the default
-//! `--precision f64`) runs on tract, with a notice printed once. With `--precision f32` the
-//! data passes run on ONNX Runtime. On CUDA a float64 program is tried on the GPU first and
-//! goes to tract only when ONNX Runtime cannot prepare it.
+//! so a program that convolves or pools in float64 (synflow's, and the data passes at the
+//! default `--precision f64`) runs on tract, with a notice printed once. With `--precision
+//! f32` the data passes run on ONNX Runtime (their few float64 nodes, such as batch
+//! statistics, have CPU kernels). Any other program with float64 tensors, and on CUDA every
+//! one, is tried on ONNX Runtime first and goes to tract only when it cannot be prepared.
 //!
 //! Settings read from the environment (the CLI may map flags to them):
 //! `ZEROCOST_ORT_OPT` = disable | basic | extended | layout | all (graph optimisation level,
@@ -257,6 +258,17 @@ fn has_f64(g: &Graph) -> bool {
     g.types.values().any(|t| t.dtype == DType::F64) || g.initializers.values().any(|t| t.dtype() == DType::F64)
 }
 
+/// Ops that ONNX Runtime's CPU provider implements for float32 only (checked for the first
+/// three on 1.32: `NOT_IMPLEMENTED: Could not find an implementation for Conv(11)`).
+const CPU_F32_ONLY: &[&str] = &["Conv", "ConvTranspose", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN"];
+
+/// The first node the CPU provider cannot run because it computes in float64.
+fn f64_node_without_cpu_kernel(g: &Graph) -> Option<&Node> {
+    g.nodes.iter().find(|n| {
+        CPU_F32_ONLY.contains(&n.op.as_str()) && n.outputs.iter().any(|o| g.types.get(o).is_some_and(|t| t.dtype == DType::F64))
+    })
+}
+
 impl OrtEngine {
     /// An engine with the given settings. For CUDA the provider is initialised on a small
     /// program first, so that a missing GPU or CUDA library is reported here, once.
@@ -388,24 +400,28 @@ impl Engine for OrtEngine {
 
     fn load(&self, graph: &Graph) -> Result<Box<dyn Program>> {
         if has_f64(graph) {
-            match self.config.provider {
-                Provider::Cpu => {
+            // Programs partly in float64 (e.g. batch statistics accumulated in float64) run
+            // on ONNX Runtime when it has every kernel; float64 convolutions and pools
+            // (synflow, `--precision f64`) have none on the CPU: those go to tract.
+            if self.config.provider == Provider::Cpu {
+                if let Some(n) = f64_node_without_cpu_kernel(graph) {
                     F64_NOTICE.call_once(|| {
                         eprintln!(
-                            "note: ONNX Runtime's CPU provider has no float64 Conv/ConvTranspose/AveragePool: float64 programs \
-                             (synflow, and the data passes unless --precision f32) run on tract"
+                            "note: ONNX Runtime's CPU provider has no float64 {}: float64 programs (synflow, and the data \
+                             passes unless --precision f32) run on tract",
+                            n.op
                         )
                     });
                     return self.tract.load(graph);
                 }
-                Provider::Cuda { .. } => match self.session(graph) {
-                    Ok(s) => return Ok(Box::new(OrtProgram::new(s, graph))),
-                    Err(e) => {
-                        F64_NOTICE.call_once(|| eprintln!("note: ONNX Runtime could not prepare a float64 program ({e:#}); float64 programs run on tract"));
-                        return self.tract.load(graph);
-                    }
-                },
             }
+            return match self.session(graph) {
+                Ok(s) => Ok(Box::new(OrtProgram::new(s, graph))),
+                Err(e) => {
+                    F64_NOTICE.call_once(|| eprintln!("note: ONNX Runtime could not prepare a float64 program ({e:#}); such programs run on tract"));
+                    self.tract.load(graph)
+                }
+            };
         }
         let session = self.session(graph).with_context(|| format!("{}: ONNX Runtime could not prepare the program", graph.source))?;
         Ok(Box::new(OrtProgram::new(session, graph)))

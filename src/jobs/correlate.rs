@@ -98,6 +98,9 @@ fn names(model: &str) -> Vec<String> {
     if let Some(ext) = p.extension() {
         v.push(model[..model.len() - ext.len() - 1].to_string());
     }
+    if let Some(name) = p.file_name() {
+        v.push(name.to_string_lossy().into_owned());
+    }
     if let Some(stem) = p.file_stem() {
         v.push(stem.to_string_lossy().into_owned());
     }
@@ -142,19 +145,29 @@ fn finite(v: Option<&Value>) -> Option<f64> {
 pub fn analyse(records: &[Record], truth: Option<&Truth>, opts: &Options) -> Result<Report> {
     let mut rows: Vec<(&Value, f64)> = Vec::new();
     let (mut without, mut failed) = (0, 0);
+    let mut used: HashMap<String, Vec<String>> = HashMap::new();
     for r in records {
         if !r.ok() {
             failed += 1;
             continue;
         }
         let acc = match truth {
-            Some(t) => names(r.model()).iter().find_map(|n| t.values.get(n).copied()),
+            Some(t) => names(r.model()).into_iter().find_map(|n| {
+                let a = t.values.get(&n).copied()?;
+                used.entry(n).or_default().push(r.model().to_string());
+                Some(a)
+            }),
             None => finite(r.value.get("metadata").and_then(|m| m.get(&opts.column))),
         };
         match acc {
             Some(a) => rows.push((&r.value, a)),
             None => without += 1,
         }
+    }
+    let mut shared: Vec<(&String, &Vec<String>)> = used.iter().filter(|(_, m)| m.len() > 1).collect();
+    shared.sort();
+    for (name, models) in shared.iter().take(5) {
+        eprintln!("zerocost: warning: the truth entry `{name}` matches {} models ({}); name them by their full path in the truth file", models.len(), models.join(", "));
     }
     let source = match truth {
         Some(t) => t.source.clone(),

@@ -193,7 +193,7 @@ pub fn merge(args: MergeArgs) -> Result<i32> {
     let merged = merge::merge_files(&args.inputs, args.rtol)?;
     let mut text = String::new();
     for r in &merged.records {
-        text.push_str(&serde_json::to_string(&r.value)?);
+        text.push_str(&r.raw);
         text.push('\n');
     }
     match &args.output {

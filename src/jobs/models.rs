@@ -329,7 +329,12 @@ pub fn read_list(list: &Path, root: &Path) -> std::result::Result<Vec<ModelRef>,
             Err(e) => problems.push(here(line, format!("{e:#}"))),
         }
     }
-    if problems.is_empty() { Ok(out) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        problems.sort_by_key(|p| p.line);
+        Err(problems)
+    }
 }
 
 /// Sorted by id, the same model named twice merged (later metadata keys win).

@@ -15,6 +15,9 @@ pub struct Record {
     pub file: PathBuf,
     pub line: usize,
     pub value: Value,
+    /// The line as written (without its newline): copied unchanged by merge, since parsing
+    /// and printing a float again need not give back the same digits.
+    pub raw: String,
 }
 
 impl Record {
@@ -51,7 +54,7 @@ fn parse_lines(file: &Path, lines: &[&[u8]]) -> Result<Vec<Record>> {
         if value.get("model").and_then(Value::as_str).is_none() {
             bail!("{}:{}: a result line needs a \"model\" string", file.display(), i + 1);
         }
-        out.push(Record { file: file.to_path_buf(), line: i + 1, value });
+        out.push(Record { file: file.to_path_buf(), line: i + 1, value, raw: text.trim_end_matches('\r').to_string() });
     }
     Ok(out)
 }
@@ -114,7 +117,7 @@ impl Store {
             records.retain(|r| r.ok());
             let mut text = String::new();
             for r in &records {
-                text.push_str(&serde_json::to_string(&r.value)?);
+                text.push_str(&r.raw);
                 text.push('\n');
             }
             // the file is locked: rewrite it in place

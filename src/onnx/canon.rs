@@ -336,6 +336,17 @@ fn canon_node(g: &mut Graph, mut n: Node, src_opset: i64, shapes: &InputShapes, 
         _ => {}
     }
     rebatch(g, &mut n, shapes)?;
+    if let (Some(b0), true) = (shapes.export_batch, matches!(n.op.as_str(), "Reshape" | "Expand" | "Tile" | "ConstantOfShape" | "Slice")) {
+        if b0 != shapes.batch {
+            if let Err(e) = super::infer::infer_node(g, &n) {
+                bail!(
+                    "{e:#}; the file was exported at batch {b0} and is scored at batch {}: a shape constant of {} holds a size that could not be attributed to the batch (export the model with a dynamic batch axis, or score it at batch {b0})",
+                    shapes.batch,
+                    n.describe()
+                );
+            }
+        }
+    }
     if matches!(n.op.as_str(), "ReduceMean" | "ReduceSum") && x_dtype == DType::F32 && large_reduction(g, &n)? {
         return reduce_in_float64(g, n);
     }

@@ -119,26 +119,11 @@ pub fn conv_transpose_window(n: &Node, input: &[usize], kernel: &[usize]) -> Res
     if let Some(os) = n.ints("output_shape") {
         let os: Vec<usize> = os.iter().rev().take(r).rev().map(|&x| x as usize).collect();
         for i in 0..r {
-            let total = full[i].saturating_sub(os[i]);
-            if auto_pad == "SAME_UPPER" {
-                pads_begin[i] = total / 2;
-                pads_end[i] = total - total / 2;
-            } else {
-                pads_end[i] = total / 2;
-                pads_begin[i] = total - total / 2;
-            }
+            (pads_begin[i], pads_end[i]) = split_transpose_pad(full[i].saturating_sub(os[i]), auto_pad);
         }
     } else if auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER" {
         for i in 0..r {
-            let target = input[i] * strides[i];
-            let total = full[i].saturating_sub(target);
-            if auto_pad == "SAME_UPPER" {
-                pads_begin[i] = total / 2;
-                pads_end[i] = total - total / 2;
-            } else {
-                pads_end[i] = total / 2;
-                pads_begin[i] = total - total / 2;
-            }
+            (pads_begin[i], pads_end[i]) = split_transpose_pad(full[i].saturating_sub(input[i] * strides[i]), auto_pad);
         }
     } else if let Some(p) = n.ints("pads") {
         if p.len() != 2 * r || p.iter().any(|&x| x < 0) {
@@ -149,4 +134,14 @@ pub fn conv_transpose_window(n: &Node, input: &[usize], kernel: &[usize]) -> Res
     }
     let out = (0..r).map(|i| full[i] - pads_begin[i] - pads_end[i]).collect();
     Ok(Window { kernel, strides, dilations, pads_begin, pads_end, out })
+}
+
+/// ConvTranspose's split of `total` padding: SAME_UPPER puts the smaller half first,
+/// anything else the larger half first (as the ONNX reference does).
+fn split_transpose_pad(total: usize, auto_pad: &str) -> (usize, usize) {
+    if auto_pad == "SAME_UPPER" {
+        (total / 2, total - total / 2)
+    } else {
+        (total - total / 2, total / 2)
+    }
 }

@@ -6,8 +6,8 @@
 //! - half-batch loss passes: the loss program canonicalised at N/2, run on each half (zico);
 //! - per-sample loss passes: the loss program at batch 1, loaded once and run once per
 //!   sample (grad_sign);
-//! - per-sample output gradients: ∂(Σ_c z[n,c])/∂θ on the whole batch's forward, one run of
-//!   the Σ-outputs program per sample with a one-row seed (ntk_cond);
+//! - per-sample output gradients: ∂(Σ_c z[n,c])/∂θ on the forward of the first 16 samples,
+//!   one run of the Σ-outputs program per sample with a one-row seed (ntk_cond);
 //! - Zen pass: the graph with Gaussian weights, run on two random inputs (zen).
 
 use super::passes;
@@ -17,6 +17,8 @@ use crate::onnx::ir::{DType, Graph, Tensor};
 use crate::onnx::layers::{scored_layers, ScoredLayer};
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::{Axis, Slice};
+use crate::engine::Program;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 // ---------------------------------------------------------------------------------------
@@ -37,7 +39,7 @@ impl Codes {
     pub fn positive(t: &Tensor) -> Codes {
         let n = t.shape()[0];
         let v = t.to_f64_vec();
-        let units = if n == 0 { 0 } else { v.len() / n };
+        let units = v.len().checked_div(n).unwrap_or(0);
         let words = units.div_ceil(64);
         let mut bits = vec![0u64; n * words];
         for i in 0..n {
@@ -209,15 +211,15 @@ pub fn half_batch_grads(ctx: &Ctx) -> Result<[Vec<Tensor>; 2]> {
         bail!("two half batches need at least 2 samples (the batch has {n})");
     }
     let bounds = [(0, n / 2), (n / 2, n)];
-    let mut programs: HashMap<usize, (Graph, passes::LossProgram, Box<dyn crate::engine::Program>)> = HashMap::new();
+    let mut programs: HashMap<usize, (Graph, passes::LossProgram, Box<dyn Program>)> = HashMap::new();
     let mut res: Vec<Vec<Tensor>> = Vec::new();
     for (st, en) in bounds {
         let m = en - st;
-        if !programs.contains_key(&m) {
+        if let Entry::Vacant(e) = programs.entry(m) {
             let (g, layers) = canonical_at(ctx, m)?;
             let p = passes::loss_program(&g, &layers, false, false)?;
             let prog = ctx.engine.load(&p.graph)?;
-            programs.insert(m, (g, p, prog));
+            e.insert((g, p, prog));
         }
         let (g, p, prog) = &programs[&m];
         let x = sub_inputs(ctx, g, st, en)?;
@@ -272,34 +274,85 @@ fn bn_scale_tensors(ctx: &Ctx, g: &Graph) -> Vec<String> {
     out
 }
 
-/// TE-NAS's per-sample gradients: for each sample n, ∂(Σ_c z[n,c])/∂θ with the forward on
-/// the whole batch (train-mode BatchNorm couples the samples), θ = the scored weights and the
-/// BatchNormalization scales (PyTorch's parameters named `weight`). One run of the
-/// Σ-outputs program per sample, seeded with ones on row n only. Returns the N×P matrix G.
+/// TE-NAS's NTK batch: `--batch_size 16` ("batch size for ntk") in `prune_tenas.py`.
+pub const NTK_BATCH: usize = 16;
+/// Backward passes appended to one forward in the ntk_cond program (on resnet20, 4 took
+/// 20% less time than 1, and 16 no less than 4).
+pub const NTK_SEEDS_PER_RUN: usize = 4;
+
+/// A loaded multi-seed program: its seed inputs and, per seed, the gradient outputs.
+type SeedProgram = (Vec<String>, Vec<Vec<String>>, Box<dyn Program>);
+
+/// The forward of `g0` followed by `k` backward passes of its first output, each seeded by
+/// its own input (`zerocost/seed{j}`, shaped like the output), differentiating w.r.t. `wrt`.
+/// One run gives k vector-Jacobian products for the price of one forward.
+pub fn multi_seed_program(g0: &Graph, wrt: &[String], k: usize) -> Result<(Graph, Vec<String>, Vec<Vec<String>>)> {
+    let mut g = g0.clone();
+    let out = g.outputs[0].clone();
+    let info = g.info(&out)?.clone();
+    let mut seeds = Vec::with_capacity(k);
+    let mut grads = Vec::with_capacity(k);
+    for j in 0..k {
+        let s = format!("{}{j}", passes::SEED);
+        g.inputs.push(s.clone());
+        g.types.insert(s.clone(), info.clone());
+        grads.push(crate::autodiff::append_gradients(&mut g, &[(out.clone(), s.clone())], wrt)?);
+        seeds.push(s);
+    }
+    let mut seen = HashSet::new();
+    g.outputs = grads.iter().flatten().filter(|o| seen.insert(o.to_string())).cloned().collect();
+    Ok((g, seeds, grads))
+}
+
+/// TE-NAS's per-sample gradients: on the first min(N, 16) samples as one batch (its own
+/// forward, train-mode BatchNorm with their statistics, which couples the samples), for each
+/// sample n the gradient ∂(Σ_c z[n,c])/∂θ, θ = the scored weights and the BatchNormalization
+/// scales (PyTorch's parameters named `weight`). One run of the Σ-outputs program per sample,
+/// seeded with ones on row n only. Returns the rows of G (samples × parameters) and the
+/// number of BN scales included. The runs carry 4 seeds each (`multi_seed_program`).
 pub fn per_sample_output_grads(ctx: &Ctx) -> Result<(Vec<Vec<f64>>, usize)> {
-    let base = ctx.base()?;
-    let g0 = &base.graph;
-    let mut wrt: Vec<String> = base.layers.iter().map(|l| l.weight.clone()).collect();
-    let scales = bn_scale_tensors(ctx, g0);
+    let n = ctx.batch.len().min(NTK_BATCH);
+    let (g0, layers) = canonical_at(ctx, n)?;
+    let mut wrt: Vec<String> = layers.iter().map(|l| l.weight.clone()).collect();
+    let scales = bn_scale_tensors(ctx, &g0);
     let n_scales = scales.len();
     wrt.extend(scales);
-    let (g, grads) = passes::sum_output_program(g0, &wrt)?;
-    let prog = ctx.engine.load(&g)?;
-    let x = ctx.input_tensor(g0)?;
+    let x = sub_inputs(ctx, &g0, 0, n)?;
     let info = g0.info(&g0.outputs[0])?.clone();
-    let n = ctx.batch.len();
     let per_row: usize = info.shape[1..].iter().product();
+    let k = NTK_SEEDS_PER_RUN.clamp(1, n);
     let mut rows = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut seed = vec![0.0; n * per_row];
-        seed[i * per_row..(i + 1) * per_row].iter_mut().for_each(|v| *v = 1.0);
-        let seed = Tensor::from_f64(info.dtype, &info.shape, seed);
-        let out = prog.run(&[(&g0.inputs[0], &x), (passes::SEED, &seed)])?;
-        let mut row = Vec::new();
-        for name in &grads {
-            row.extend(passes::output(&out, name)?.to_f64_vec());
+    let mut programs: HashMap<usize, SeedProgram> = HashMap::new();
+    let t0 = std::time::Instant::now();
+    for start in (0..n).step_by(k) {
+        let m = k.min(n - start);
+        if let Entry::Vacant(e) = programs.entry(m) {
+            let (g, seeds, grads) = multi_seed_program(&g0, &wrt, m)?;
+            e.insert((seeds, grads, ctx.engine.load(&g)?));
         }
-        rows.push(row);
+        let (seeds, grads, prog) = &programs[&m];
+        let seed_values: Vec<Tensor> = (start..start + m)
+            .map(|i| {
+                let mut v = vec![0.0; n * per_row];
+                v[i * per_row..(i + 1) * per_row].iter_mut().for_each(|a| *a = 1.0);
+                Tensor::from_f64(info.dtype, &info.shape, v)
+            })
+            .collect();
+        let mut bind: Vec<(&str, &Tensor)> = vec![(&g0.inputs[0], &x)];
+        for (s, v) in seeds.iter().zip(&seed_values) {
+            bind.push((s, v));
+        }
+        let out = prog.run(&bind)?;
+        for gs in grads {
+            let mut row = Vec::new();
+            for name in gs {
+                row.extend(passes::output(&out, name)?.to_f64_vec());
+            }
+            rows.push(row);
+        }
+    }
+    if std::env::var_os("ZEROCOST_DEBUG").is_some() {
+        eprintln!("ntk_cond: {n} samples, {k} seeds per run, {:.2}s", t0.elapsed().as_secs_f64());
     }
     Ok((rows, n_scales))
 }
@@ -369,8 +422,8 @@ pub fn pre_gap_tensor(g: &Graph) -> Result<String> {
 pub struct ZenPass {
     /// mean_n Σ_{c,h,w} |f(x) − f(x + γ·ε)| of the pre-GAP feature map.
     pub feature_diff: f64,
-    /// Per rank-4 BatchNormalization node: (node name, mean_c running_var after the two
-    /// forwards).
+    /// Per BatchNormalization node on a 4-D map with constant running statistics: (node
+    /// name, mean_c running_var after the two forwards).
     pub bn_running_var: Vec<(String, f64)>,
 }
 
@@ -421,17 +474,16 @@ pub fn zen_pass(ctx: &Ctx, seed: u64, gamma: f64) -> Result<ZenPass> {
     let mut bns = Vec::new();
     for node in raw.graph.nodes.iter().filter(|m| m.op == "BatchNormalization") {
         let x = node.input(0).unwrap_or_default();
+        // a BatchNorm without running statistics (track_running_stats=False) is exported
+        // with its batch statistics computed in the graph and fed as "running" inputs; the
+        // code's `running_var` does not exist for it, and it does not count
+        let Some(rv) = node.input(4).and_then(|v| raw.graph.initializers.get(v)).map(Tensor::to_f64_vec) else { continue };
         let Ok(s) = g0.shape(x) else {
             bail!("zen: the input '{x}' of BatchNormalization {} is not a tensor of the canonical graph", node.name)
         };
         if s.len() != 4 {
             continue;
         }
-        let rv = node
-            .input(4)
-            .and_then(|v| raw.graph.initializers.get(v))
-            .ok_or_else(|| anyhow!("zen: BatchNormalization {} has no constant running variance", node.name))?
-            .to_f64_vec();
         // PyTorch's momentum m: running = (1 − m)·running + m·batch (ONNX writes 1 − m, as float32)
         let m = ((1.0 - node.float("momentum", 0.9) as f64) * 1e6).round() / 1e6;
         bns.push((node.name.clone(), x.to_string(), rv, m));

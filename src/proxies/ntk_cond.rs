@@ -1,19 +1,21 @@
 //! ntk_cond — TE-NAS's NTK condition number (Chen, Gong & Wang, "Neural Architecture Search
 //! on ImageNet in Four GPU Hours: A Theoretically Inspired Perspective", ICLR 2021), as its
-//! official code (`get_ntk_n`, train mode, one batch): for each sample n the gradient
-//! g_n = ∂(Σ_c z[n,c])/∂θ of that sample's summed logits, with the forward run on the whole
-//! batch (train-mode BatchNorm couples the samples), θ = every parameter PyTorch names
-//! `weight` (the scored Conv/Linear weights and the BatchNormalization scales γ);
-//! NTK = G Gᵀ (N×N); score = λ_max / λ_min (NaN → 100000, as the code). Lower is better in
-//! TE-NAS. Pass: the Σ-outputs program with a seed of ones on row n only, run once per
-//! sample: N forward+backward passes at the batch's size (the cost grows as N²; about
-//! N times a jacob_cov pass).
+//! official code (`get_ntk_n`, train mode, one batch of `--batch_size 16`, the code's "batch
+//! size for ntk"): the first min(N, 16) samples form the batch (their own forward,
+//! train-mode BatchNorm coupling them); for each sample n, g_n = ∂(Σ_c z[n,c])/∂θ, the
+//! gradient of that sample's summed logits, θ = every parameter PyTorch names `weight` (the
+//! scored Conv/Linear weights and the BatchNormalization scales γ); NTK = G Gᵀ; score =
+//! λ_max / λ_min (NaN → 100000, as the code). Lower is better in TE-NAS.
+//! Pass: the forward at batch 16 followed by 4 backward passes, each seeded with ones on one
+//! row only, run 4 times: 16 vector-Jacobian products for 4 forwards (about 3 loss passes at
+//! batch 64; the per-sample gradients cannot come from one backward pass because train-mode
+//! BatchNorm couples the samples).
 
 use super::{extra_passes, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 use nalgebra::DMatrix;
 
-pub const PROXY: Proxy = Proxy { name: "ntk_cond", about: "λ_max/λ_min of the NTK G Gᵀ, g_n = ∂Σ_c z[n,c]/∂θ (N Σ-output passes with one-row seeds)", compute };
+pub const PROXY: Proxy = Proxy { name: "ntk_cond", about: "λ_max/λ_min of the NTK G Gᵀ, g_n = ∂Σ_c z[n,c]/∂θ on the first 16 samples (16 Σ-output passes with one-row seeds)", compute };
 
 /// Condition number as TE-NAS: eigenvalues ascending, last / first, NaN → 1e5.
 pub fn condition(ntk: DMatrix<f64>) -> (f64, f64, f64) {
@@ -39,6 +41,6 @@ fn compute(ctx: &Ctx) -> Result<ProxyValue> {
     Ok(ProxyValue {
         total: c,
         per_layer: None,
-        details: Some(serde_json::json!({ "lambda_min": lo, "lambda_max": hi, "parameters": rows.first().map_or(0, |r| r.len()), "bn_scales": n_scales })),
+        details: Some(serde_json::json!({ "lambda_min": lo, "lambda_max": hi, "samples": n, "parameters": rows.first().map_or(0, |r| r.len()), "bn_scales": n_scales })),
     })
 }

@@ -21,7 +21,7 @@ pub const MIXUP_GAMMA: f64 = 1e-2;
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
     let z = extra_passes::zen_pass(ctx, SEED, MIXUP_GAMMA)?;
-    if !(z.feature_diff > 0.0) {
+    if z.feature_diff.is_nan() || z.feature_diff <= 0.0 {
         bail!("the pre-GAP feature map does not respond to the input perturbation (Δ = {})", z.feature_diff);
     }
     let bn: f64 = z.bn_running_var.iter().map(|(_, v)| v.sqrt().ln()).sum();

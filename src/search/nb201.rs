@@ -241,7 +241,14 @@ pub fn build(cell: &Cell, o: &Nb201Options) -> Result<RawModel> {
 
 /// ResNetBasicblock with stride 2: shortcut AvgPool2d(2,2)+Conv1x1 (no BN), then
 /// ReLU-Conv3x3 s2-BN and ReLU-Conv3x3-BN (affine BN, convs without bias); shortcut + branch.
+/// Parameters in the module's order (conv_a, conv_b, shortcut), nodes in the forward's
+/// (shortcut first), as PyTorch exports it.
 fn res_block(net: &mut Net, p: &str, x: &str, cin: usize, cout: usize) -> String {
+    let wa = net.conv_params(&format!("{p}.conv_a.1"), cin, cout, 3, false);
+    let bna = net.bn_params(cout, Some(&format!("{p}.conv_a.2")));
+    let wb = net.conv_params(&format!("{p}.conv_b.1"), cout, cout, 3, false);
+    let bnb = net.bn_params(cout, Some(&format!("{p}.conv_b.2")));
+    let ws = net.conv_params(&format!("{p}.shortcut.1"), cin, cout, 1, false);
     let pool = net.node(&format!("{p}/shortcut"), "AveragePool", &[x], vec![
         ("ceil_mode", Attr::Int(0)),
         ("count_include_pad", Attr::Int(1)),
@@ -249,14 +256,13 @@ fn res_block(net: &mut Net, p: &str, x: &str, cin: usize, cout: usize) -> String
         ("pads", Attr::Ints(vec![0, 0, 0, 0])),
         ("strides", Attr::Ints(vec![2, 2])),
     ]);
-    // parameters in the state-dict order: conv_a, conv_b, shortcut
+    let r = net.conv_node(&format!("{p}/shortcut"), &pool, &ws, 1, 1, 0);
     let a = net.relu(&format!("{p}/conv_a"), x);
-    let a = net.conv(&format!("{p}.conv_a.1"), &a, cin, cout, 3, 2, 1, false);
-    let a = net.batch_norm(&format!("{p}/conv_a"), &a, cout, Some(&format!("{p}.conv_a.2")));
+    let a = net.conv_node(&format!("{p}/conv_a"), &a, &wa, 3, 2, 1);
+    let a = net.bn_node(&format!("{p}/conv_a"), &a, &bna);
     let b = net.relu(&format!("{p}/conv_b"), &a);
-    let b = net.conv(&format!("{p}.conv_b.1"), &b, cout, cout, 3, 1, 1, false);
-    let b = net.batch_norm(&format!("{p}/conv_b"), &b, cout, Some(&format!("{p}.conv_b.2")));
-    let r = net.conv(&format!("{p}.shortcut.1"), &pool, cin, cout, 1, 1, 0, false);
+    let b = net.conv_node(&format!("{p}/conv_b"), &b, &wb, 3, 1, 1);
+    let b = net.bn_node(&format!("{p}/conv_b"), &b, &bnb);
     net.add(p, &r, &b)
 }
 

@@ -78,21 +78,26 @@ impl Net {
         (0..n).map(|_| self.rng.gen_range(-bound..bound) as f32).collect()
     }
 
-    /// Conv2d weight `[cout, cin, k, k]` (and bias `[cout]`) with PyTorch's default init.
-    pub fn conv(&mut self, prefix: &str, x: &str, cin: usize, cout: usize, k: usize, stride: usize, pad: usize, bias: bool) -> String {
+    /// Conv2d parameters: weight `[cout, cin, k, k]` (and bias `[cout]`) with PyTorch's
+    /// default init, drawn now (parameter order = creation order).
+    pub fn conv_params(&mut self, prefix: &str, cin: usize, cout: usize, k: usize, bias: bool) -> Vec<String> {
         let fan_in = cin * k * k;
         let bound = 1.0 / (fan_in as f64).sqrt();
         let w = self.uniform(cout * fan_in, bound);
-        let wname = self.add_param(&format!("{prefix}.weight"), &[cout, cin, k, k], w);
-        let mut inputs = vec![x.to_string(), wname];
+        let mut names = vec![self.add_param(&format!("{prefix}.weight"), &[cout, cin, k, k], w)];
         if bias {
             let b = self.uniform(cout, bound);
-            inputs.push(self.add_param(&format!("{prefix}.bias"), &[cout], b));
+            names.push(self.add_param(&format!("{prefix}.bias"), &[cout], b));
         }
-        let refs: Vec<&str> = inputs.iter().map(|s| s.as_str()).collect();
+        names
+    }
+
+    /// A Conv node (square kernel `k`) on parameters made by [`Net::conv_params`].
+    pub fn conv_node(&mut self, scope: &str, x: &str, params: &[String], k: usize, stride: usize, pad: usize) -> String {
+        let refs: Vec<&str> = std::iter::once(x).chain(params.iter().map(|s| s.as_str())).collect();
         let (k, s, p) = (k as i64, stride as i64, pad as i64);
         self.node(
-            prefix,
+            scope,
             "Conv",
             &refs,
             vec![
@@ -105,12 +110,19 @@ impl Net {
         )
     }
 
-    /// BatchNormalization over `c` channels in training mode (batch statistics).
-    /// `Some(prefix)`: affine, with `prefix.weight/.bias/.running_mean/.running_var`
-    /// initializers; `None`: affine=False, constant scale 1 and bias 0 (Constant nodes,
-    /// not parameters), as PyTorch exports `BatchNorm2d(c, affine=False)`.
-    pub fn batch_norm(&mut self, scope: &str, x: &str, c: usize, affine: Option<&str>) -> String {
-        let names: Vec<String> = match affine {
+    /// Conv parameters and node at once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv(&mut self, prefix: &str, x: &str, cin: usize, cout: usize, k: usize, stride: usize, pad: usize, bias: bool) -> String {
+        let params = self.conv_params(prefix, cin, cout, k, bias);
+        self.conv_node(prefix, x, &params, k, stride, pad)
+    }
+
+    /// BatchNormalization inputs 1-4 over `c` channels. `Some(prefix)`: affine, with
+    /// `prefix.weight/.bias/.running_mean/.running_var` initializers; `None`: affine=False,
+    /// constant scale 1 and bias 0 (Constant nodes, not parameters), as PyTorch exports
+    /// `BatchNorm2d(c, affine=False)`.
+    pub fn bn_params(&mut self, c: usize, affine: Option<&str>) -> Vec<String> {
+        match affine {
             Some(p) => vec![
                 self.add_param(&format!("{p}.weight"), &[c], vec![1.0; c]),
                 self.add_param(&format!("{p}.bias"), &[c], vec![0.0; c]),
@@ -122,14 +134,24 @@ impl Net {
                 let zero = self.constant(&format!("zeros{c}"), Tensor::full(DType::F32, &[c], 0.0));
                 vec![one.clone(), zero.clone(), zero, one]
             }
-        };
-        let refs: Vec<&str> = std::iter::once(x).chain(names.iter().map(|s| s.as_str())).collect();
+        }
+    }
+
+    /// A BatchNormalization node in training mode (batch statistics).
+    pub fn bn_node(&mut self, scope: &str, x: &str, params: &[String]) -> String {
+        let refs: Vec<&str> = std::iter::once(x).chain(params.iter().map(|s| s.as_str())).collect();
         self.node(
             scope,
             "BatchNormalization",
             &refs,
             vec![("epsilon", Attr::Float(1e-5)), ("momentum", Attr::Float(0.9)), ("training_mode", Attr::Int(1))],
         )
+    }
+
+    /// BatchNorm parameters and node at once.
+    pub fn batch_norm(&mut self, scope: &str, x: &str, c: usize, affine: Option<&str>) -> String {
+        let params = self.bn_params(c, affine);
+        self.bn_node(scope, x, &params)
     }
 
     pub fn relu(&mut self, scope: &str, x: &str) -> String {

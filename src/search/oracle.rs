@@ -124,9 +124,10 @@ impl<S: Space> ProxyOracle<S> for NetworkOracle {
                         }
                         *out[i].lock().unwrap() = self.score_one(space, &archs[i], &engine);
                         let d = done.fetch_add(1, Ordering::SeqCst) + 1;
-                        if show && (d % 25 == 0 || d == archs.len()) {
+                        let every = (archs.len() / 10).max(25);
+                        if show && (d.is_multiple_of(every) || d == archs.len()) {
                             let el = start.elapsed().as_secs_f64();
-                            eprintln!("  scored {d}/{} cells with {} ({:.1}s, {:.2}s/cell)", archs.len(), self.proxy, el, el / d as f64);
+                            eprintln!("  scored {d}/{} cells with {} ({:.1}s, {:.1} ms/cell)", archs.len(), self.proxy, el, 1e3 * el / d as f64);
                         }
                     }
                 });

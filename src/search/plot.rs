@@ -96,6 +96,7 @@ where
         .configure_mesh()
         .x_desc("trained models")
         .y_desc(if use_acc { "best accuracy" } else { "best proxy score" })
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 15))
         .light_line_style(WHITE.mix(0.0))

@@ -109,8 +109,35 @@ fn value_of(v: &Value, column: Option<&str>) -> Result<Option<f64>> {
     }
 }
 
+/// Python's `json.dump` writes NaN and ±Infinity, which JSON has not: they become null
+/// (outside strings).
+fn python_json(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("NaN") && !text.contains("Infinity") {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_str = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_str {
+            in_str = c != '"' || escaped;
+            escaped = c == '\\' && !escaped;
+        } else if c == '"' {
+            in_str = true;
+        } else if let Some(tok) = ["NaN", "-Infinity", "Infinity"].iter().find(|t| rest.starts_with(**t)) {
+            out.push_str("null");
+            rest = &rest[tok.len()..];
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out.into()
+}
+
 fn from_json(text: &str, column: Option<&str>, root: Option<&str>) -> Result<Vec<(String, f64)>> {
-    let mut v: Value = serde_json::from_str(text).context("not valid JSON")?;
+    let mut v: Value = serde_json::from_str(&python_json(text)).context("not valid JSON")?;
     if let Some(r) = root {
         for p in r.split('/').filter(|p| !p.is_empty()) {
             v = v.get(p).cloned().ok_or_else(|| anyhow!("no key '{p}' under the JSON root path '{r}'"))?;
@@ -130,7 +157,7 @@ fn from_jsonl(text: &str, column: Option<&str>) -> Result<Vec<(String, f64)>> {
     let col = column.unwrap_or("accuracy");
     let mut out = Vec::new();
     for (i, l) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(l).with_context(|| format!("line {}: not JSON", i + 1))?;
+        let v: Value = serde_json::from_str(&python_json(l)).with_context(|| format!("line {}: not JSON", i + 1))?;
         let k = v.get("arch").and_then(Value::as_str).ok_or_else(|| anyhow!("line {}: no string 'arch'", i + 1))?;
         if let Some(x) = field(&v, col).and_then(Value::as_f64) {
             out.push((k.to_string(), x));
