@@ -82,10 +82,12 @@ enum Command {
         normalize: Option<String>,
         #[command(flatten)]
         shape: ShapeArgs,
-        /// Engine: tract (embedded CPU engine).
+        /// Engine: tract (embedded CPU engine), or with the `ort` feature ort-cpu, ort-cuda,
+        /// ort (CUDA if available). ONNX Runtime settings: ORT_DYLIB_PATH/ZEROCOST_ORT_LIB,
+        /// ZEROCOST_CUDA_DEVICE, ZEROCOST_ORT_OPT.
         #[arg(long, default_value = "tract")]
         engine: String,
-        /// Threads for tract's matrix products.
+        /// Threads for the engine's kernels.
         #[arg(long, default_value_t = 1)]
         threads: usize,
         /// Floating-point precision of the data passes: f64 (default) or f32 (as the paper's

@@ -122,38 +122,53 @@ fn library_in_package(pkg: &Path) -> Option<PathBuf> {
     found.into_iter().next()
 }
 
-/// Candidate library: (path, where it came from, explicit). An explicit choice that fails
-/// is an error; the implicit ones are tried in turn.
-fn candidates() -> Vec<(PathBuf, String, bool)> {
-    let mut out = Vec::new();
+/// Candidate libraries: (path, where it came from, explicit), and notes on places that
+/// had none. An explicit choice that fails is an error; the others are tried in turn.
+fn candidates() -> (Vec<(PathBuf, String, bool)>, Vec<String>) {
+    let (mut out, mut notes) = (Vec::new(), Vec::new());
     for var in ["ORT_DYLIB_PATH", LIB_ENV] {
         if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
             out.push((PathBuf::from(v), var.to_string(), true));
-            return out;
+            return (out, notes);
         }
     }
-    if let Some(pkg) = python_package_dir() {
-        match library_in_package(&pkg) {
+    match python_package_dir() {
+        Some(pkg) => match library_in_package(&pkg) {
             Some(lib) => out.push((lib, "the onnxruntime Python package".into(), false)),
-            None => out.push((pkg.join("capi"), "the onnxruntime Python package (no libonnxruntime in it)".into(), false)),
-        }
+            None => notes.push(format!("{}: no libonnxruntime in the onnxruntime Python package", pkg.join("capi").display())),
+        },
+        None => notes.push("python3: no onnxruntime package".into()),
     }
     out.push((
         PathBuf::from(format!("{}onnxruntime{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)),
         "the system library path".into(),
         false,
     ));
-    out
+    (out, notes)
+}
+
+/// Why `path` is not a usable ONNX Runtime library.
+fn why_not_loadable(path: &Path) -> String {
+    if path.is_absolute() && !path.exists() {
+        return "not found".into();
+    }
+    match ort::util::preload_dylib(path) {
+        Err(e) => match std::error::Error::source(&e) {
+            Some(cause) => format!("cannot be loaded ({e}: {cause})"),
+            None => format!("cannot be loaded ({e})"),
+        },
+        Ok(()) => "not an ONNX Runtime 1.x library (no OrtGetApiBase, or another major version)".into(),
+    }
 }
 
 fn load_runtime() -> Result<Runtime> {
-    let mut tried = Vec::new();
-    for (path, found_by, explicit) in candidates() {
+    let (candidates, mut tried) = candidates();
+    for (path, found_by, explicit) in candidates {
         // probe first: a clear message for an old runtime, and no panic inside `ort`
         let minor = match ort::util::probe(&path) {
             Some(m) => m,
             None => {
-                let why = if path.exists() { "not an ONNX Runtime 1.x library, or it could not be loaded" } else { "not found" };
+                let why = why_not_loadable(&path);
                 if explicit {
                     bail!("ONNX Runtime: {} (set by {found_by}): {why}; {INSTALL_HINT}", path.display());
                 }
@@ -258,9 +273,13 @@ fn has_f64(g: &Graph) -> bool {
     g.types.values().any(|t| t.dtype == DType::F64) || g.initializers.values().any(|t| t.dtype() == DType::F64)
 }
 
-/// Ops that ONNX Runtime's CPU provider implements for float32 only (checked for the first
-/// three on 1.32: `NOT_IMPLEMENTED: Could not find an implementation for Conv(11)`).
-const CPU_F32_ONLY: &[&str] = &["Conv", "ConvTranspose", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN"];
+/// Ops that ONNX Runtime's CPU provider has no float64 kernel for (checked on 1.32, opset 17:
+/// `NOT_IMPLEMENTED: Could not find an implementation for Conv(11)`). A shortcut only: any
+/// other float64 program that ONNX Runtime cannot prepare goes to tract as well.
+const CPU_F32_ONLY: &[&str] = &[
+    "Conv", "ConvTranspose", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN", "Erf", "Elu", "Selu", "Softplus", "HardSigmoid",
+    "HardSwish",
+];
 
 /// The first node the CPU provider cannot run because it computes in float64.
 fn f64_node_without_cpu_kernel(g: &Graph) -> Option<&Node> {
