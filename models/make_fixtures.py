@@ -8,6 +8,9 @@ Run by hand (not by CI), from anywhere:
     python3 models/make_fixtures.py --validate /work/shared/reference
         # re-run the proxy code below on the shared reference models (weights read
         # back from their model.onnx) and compare with their ref.json proxies_f64
+    python3 models/make_fixtures.py --update-az [NAME ...]
+        # only compute AZ-NAS's components (az_nas(); features from module hooks) of
+        # existing fixtures and add them to their ref.json
     python3 models/make_fixtures.py --update-later [NAME ...]
         # only (re)compute the later proxies (meco, epe_nas, swap, grad_sign, ntk_cond,
         # linear_regions, zen; class LaterScorer) of existing fixtures and add them to
@@ -922,6 +925,132 @@ class LaterScorer(Scorer):
         return totals, per_layer, details
 
 
+# --- AZ-NAS (Lee & Ham, CVPR 2024) ------------------------------------------------------
+
+AZ_COMPONENTS = ["az_expressivity", "az_progressivity", "az_trainability"]
+AZ_DEFINITION = ("AZ-NAS, as NB201/ZeroShotProxy/compute_az_nas_score.py: Kaiming-normal fan-in "
+                 "re-init (normal_stream(0, k) * sqrt(2/fan_in), k = scored-layer index), biases 0, BN "
+                 "weight 1 bias 0, train mode; features = the outputs of the model's blocks (module "
+                 "forward hooks: NB201 stem + body cells, pytorchcv ResNet init_block + units, TinyCNN "
+                 "ReLUs); expressivity = sum of eigen-entropies, progressivity = min increase, "
+                 "trainability = mean of 2 - s - 1/(s+1e-6) over blocks with +-1 seeds = signs of "
+                 "normal_stream(0, 2**33 + l)")
+
+
+def az_feature_modules(m):
+    """The modules whose outputs AZ-NAS scores (None: no block structure defined here)."""
+    if isinstance(m, NB201Net):
+        return [m.stem] + list(m.body)
+    if isinstance(m, TinyCNN):
+        return [mod for mod in m.features if isinstance(mod, nn.ReLU)]
+    if type(m).__name__ == "CIFARResNet":
+        f = m.features
+        return [f.init_block] + [u for st in (f.stage1, f.stage2, f.stage3) for u in st]
+    return None
+
+
+def rademacher(seed, stream, n):
+    return np.where(normal_stream(seed, stream, n) > 0, 1.0, -1.0)
+
+
+def az_nas(model, layers, x, dtype, seed=0):
+    """Returns {component: value} (the authors' code, features from module hooks)."""
+    m = prep(model, dtype)
+    feat_mods = az_feature_modules(m)
+    if feat_mods is None:
+        return None
+    mods = [mm for mm in m.modules() if is_scored_module(mm)]
+    by_name = dict(m.named_modules())
+    mods = [by_name[l["name"]] for l in layers]
+    with torch.no_grad():
+        for k, (mod, lay) in enumerate(zip(mods, layers)):
+            w = mod.weight
+            fan_in = nn.init._calculate_fan_in_and_fan_out(w)[0]
+            shape = tuple(w.shape[::-1]) if lay["matched_by"] == "value_transposed" else tuple(w.shape)
+            v = (normal_stream(seed, k, w.numel()) * np.sqrt(2.0 / fan_in)).astype(np.float32).reshape(shape)
+            if lay["matched_by"] == "value_transposed":
+                v = v.T
+            w.copy_(torch.from_numpy(np.ascontiguousarray(v)).to(dtype))
+            if getattr(mod, "bias", None) is not None:
+                mod.bias.zero_()
+        for mod in m.modules():
+            if isinstance(mod, (nn.BatchNorm2d, nn.GroupNorm)) and mod.affine:
+                mod.weight.fill_(1.0)
+                mod.bias.zero_()
+    feats = []
+    hooks = [fm.register_forward_hook(lambda mod, i, o: feats.append(o)) for fm in feat_mods]
+    xin = torch.from_numpy(x).to(dtype).requires_grad_(True)
+    m(xin)
+    for h in hooks:
+        h.remove()
+    layer_features = feats
+    # --- the authors' code from here (expressivity, progressivity, trainability) ---
+    expressivity_scores = []
+    for i in range(len(layer_features)):
+        feat = layer_features[i].detach().clone()
+        b, c, h, w = feat.size()
+        feat = feat.permute(0, 2, 3, 1).contiguous().view(b * h * w, c)
+        mm = feat.mean(dim=0, keepdim=True)
+        feat = feat - mm
+        sigma = torch.mm(feat.transpose(1, 0), feat) / (feat.size(0))
+        s = torch.linalg.eigvalsh(sigma)
+        prob_s = s / s.sum()
+        score = (-prob_s) * torch.log(prob_s + 1e-8)
+        expressivity_scores.append(score.sum().item())
+    expressivity_scores = np.array(expressivity_scores)
+    progressivity = np.min(expressivity_scores[1:] - expressivity_scores[:-1])
+    expressivity = np.sum(expressivity_scores)
+    scores = []
+    for i in reversed(range(1, len(layer_features))):
+        f_out = layer_features[i]
+        f_in = layer_features[i - 1]
+        g_out = torch.from_numpy(rademacher(seed, (1 << 33) + i, f_out.numel()).reshape(f_out.shape)).to(dtype)
+        g_in = torch.autograd.grad(outputs=f_out, inputs=f_in, grad_outputs=g_out, retain_graph=True)[0]
+        if g_out.size() == g_in.size() and torch.all(g_in == g_out):
+            scores.append(-np.inf)
+        else:
+            if g_out.size(2) != g_in.size(2) or g_out.size(3) != g_in.size(3):
+                bo, co, ho, wo = g_out.size()
+                bi, ci, hi, wi = g_in.size()
+                g_in = nn.PixelUnshuffle(int(hi / ho))(g_in)
+            bo, co, ho, wo = g_out.size()
+            bi, ci, hi, wi = g_in.size()
+            g_out = g_out.permute(0, 2, 3, 1).contiguous().view(bo * ho * wo, co)
+            g_in = g_in.permute(0, 2, 3, 1).contiguous().view(bi * hi * wi, ci)
+            mat = torch.mm(g_in.transpose(1, 0), g_out) / (bo * ho * wo)
+            if mat.size(0) < mat.size(1):
+                mat = mat.transpose(0, 1)
+            s = torch.linalg.svdvals(mat)
+            scores.append(-s.max().item() - 1 / (s.max().item() + 1e-6) + 2)
+    trainability = np.mean(scores)
+    return {"az_expressivity": float(expressivity), "az_progressivity": float(progressivity),
+            "az_trainability": float(trainability), "blocks": len(layer_features)}
+
+
+def update_az(names):
+    """Adds AZ-NAS's components to existing fixtures' ref.json (nothing else changes)."""
+    for name in names:
+        fdir = FIXTURES_DIR / name
+        ref = json.load(open(fdir / "ref.json"))
+        model, _, _ = build(name)
+        model = model.float()
+        x = np.load(fdir / "inputs.npy")
+        r32 = az_nas(model, ref["layers"], x, torch.float32)
+        r64 = az_nas(model, ref["layers"], x, torch.float64)
+        if r64 is None:
+            print(f"[{name}] az_nas: no block structure defined, skipped")
+            continue
+        for p in AZ_COMPONENTS:
+            ref["proxies"][p] = r32[p]
+            ref["proxies_f64"][p] = r64[p]
+            ref["rel_diff_f32_vs_f64"][p] = rel(r32[p], r64[p])
+            ref["definitions"][p] = AZ_DEFINITION
+        ref["details"]["az_nas"] = {"blocks": r64["blocks"]}
+        with open(fdir / "ref.json", "w") as f:
+            json.dump(ref, f, indent=1)
+        print(f"[{name}] az_nas: " + ", ".join(f"{p} {r64[p]}" for p in AZ_COMPONENTS) + f" ({r64['blocks']} blocks)", flush=True)
+
+
 def merge_later(ref, model, x, y):
     """Adds the later proxies' values to a ref dict (existing keys are not touched)."""
     layers = ref["layers"]
@@ -1611,7 +1740,12 @@ def main():
     ap.add_argument("--update-later", action="store_true",
                     help="only (re)compute the later proxies (meco, epe_nas, swap, grad_sign, ntk_cond, "
                          "linear_regions, zen) of existing fixtures and add them to their ref.json")
+    ap.add_argument("--update-az", action="store_true",
+                    help="only compute AZ-NAS's components of existing fixtures and add them to their ref.json")
     args = ap.parse_args()
+    if args.update_az:
+        update_az(args.names or ALL)
+        return
     if args.validate:
         sys.exit(0 if validate(args.validate) else 1)
     if args.update_later:

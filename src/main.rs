@@ -49,7 +49,7 @@ enum Command {
     Score {
         #[arg(required = true)]
         models: Vec<PathBuf>,
-        /// Proxies to compute (repeatable or comma-separated; "all" for every one). Default: all.
+        /// Proxies to compute (repeatable or comma-separated; "all" for every one, "az_nas" for AZ-NAS's four components). Default: the paper's proxies with params and flops.
         #[arg(long = "proxy", short = 'p')]
         proxies: Vec<String>,
         /// Explicit batch: float32 inputs (.npy, samples first).

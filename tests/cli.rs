@@ -147,3 +147,26 @@ fn inspect_lists_layers_and_differentiability() {
     assert_eq!(v["ops"]["BatchNormalization"], 2);
     assert!(v["non_differentiable"].as_array().unwrap().is_empty(), "{v}");
 }
+
+#[test]
+fn az_nas_names_its_four_components_and_search_needs_a_truth_table() {
+    let root = common::root();
+    let out = zerocost()
+        .args(["score", "models/nb201_a.onnx", "--inputs", "tests/fixtures/nb201_a/inputs.npy", "--targets", "tests/fixtures/nb201_a/targets.npy"])
+        .args(["--proxy", "az_nas,flops", "--format", "json", "--per-layer"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scores = v["scores"].as_object().unwrap();
+    assert_eq!(scores.keys().collect::<Vec<_>>(), ["az_expressivity", "az_progressivity", "az_trainability", "az_complexity", "flops"]);
+    assert_eq!(scores["az_complexity"], scores["flops"]);
+    // NAS-Bench-201: the stem and 17 cells, as the authors' extract_cell_features
+    assert_eq!(v["details"]["az_expressivity"]["features"].as_array().unwrap().len(), 18);
+    assert_eq!(v["details"]["az_trainability"]["blocks"].as_array().unwrap().len(), 17);
+    // a rank aggregate gives no fitness of its own
+    let out = zerocost().args(["search", "--space", "nb201", "--proxy", "az_nas", "--budget", "2", "--warmup", "2"]).current_dir(&root).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--truth"), "{}", String::from_utf8_lossy(&out.stderr));
+}

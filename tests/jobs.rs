@@ -404,3 +404,33 @@ fn a_failing_model_is_recorded_and_the_job_goes_on() {
     assert_eq!(v["failed"], 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn correlate_aggregates_az_nas_components_by_log_rank() {
+    let dir = scratch("correlate_az");
+    // four models; components chosen so that the aggregate's order is known by hand:
+    // ranks (expr, prog, train, compl) per model, n = 4
+    let comps = [[1.0, 4.0, 2.0, 10.0], [2.0, 3.0, 1.0, 30.0], [3.0, 2.0, 4.0, 20.0], [4.0, 1.0, 3.0, 40.0]];
+    let acc = [70.0, 80.0, 75.0, 90.0];
+    let mut text_lines = String::new();
+    for (i, (c, a)) in comps.iter().zip(acc).enumerate() {
+        text_lines.push_str(&format!(
+            "{{\"model\":\"m{i}.onnx\",\"status\":\"ok\",\"scores\":{{\"az_expressivity\":{},\"az_progressivity\":{},\"az_trainability\":{},\"az_complexity\":{}}},\"metadata\":{{\"accuracy\":{a}}}}}\n",
+            c[0], c[1], c[2], c[3]
+        ));
+    }
+    // a model without one component is left out of the aggregate (not of the others)
+    text_lines.push_str("{\"model\":\"m4.onnx\",\"status\":\"ok\",\"scores\":{\"az_expressivity\":9,\"az_progressivity\":9,\"az_complexity\":5},\"metadata\":{\"accuracy\":60}}\n");
+    let res = dir.join("az.jsonl");
+    std::fs::write(&res, text_lines).unwrap();
+    let o = run(zerocost().arg("correlate").arg(&res).args(["--format", "json"]));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let az = &v["proxies"]["az_nas"];
+    assert_eq!(az["n"], 4);
+    // Σ ln(rank/4): ranks from the columns above (complexity ranks 1,3,2,4)
+    let ranks = [[1.0, 4.0, 2.0, 1.0], [2.0, 3.0, 1.0, 3.0], [3.0, 2.0, 4.0, 2.0], [4.0, 1.0, 3.0, 4.0]];
+    let agg: Vec<f64> = ranks.iter().map(|r| r.iter().map(|x: &f64| (x / 4.0).ln()).sum()).collect();
+    assert_eq!(az["spearman"].as_f64().unwrap(), stats::spearman(&agg, &acc));
+    assert_eq!(v["proxies"]["az_expressivity"]["n"], 5);
+}

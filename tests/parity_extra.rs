@@ -2,7 +2,9 @@
 //! nwot, zico and zico_paper against the reference values of models/make_fixtures.py (and
 //! of ../shared/reference when present); meco, epe_nas, swap, grad_sign, ntk_cond,
 //! linear_regions and zen against the independent PyTorch implementations that
-//! `make_fixtures.py --update-later` stores in each fixture's ref.json. A reference value of
+//! `make_fixtures.py --update-later` stores in each fixture's ref.json; AZ-NAS's
+//! components against the authors' code run on module-hook features
+//! (`make_fixtures.py --update-az`). A reference value of
 //! null (the proxy is undefined on that network, e.g. swap without a ReLU on a feature map)
 //! requires an error.
 
@@ -14,7 +16,9 @@ use zerocost::engine::tract::TractEngine;
 use zerocost::onnx::Model;
 use zerocost::proxies::{find_measures, ScoreOptions};
 
-const PROXIES: &[&str] = &["nwot", "zico", "zico_paper", "meco", "epe_nas", "swap", "grad_sign", "ntk_cond", "linear_regions", "zen"];
+const PROXIES: &[&str] = &[
+    "nwot", "zico", "zico_paper", "meco", "epe_nas", "swap", "grad_sign", "ntk_cond", "linear_regions", "zen", "az_expressivity", "az_progressivity", "az_trainability",
+];
 
 /// (error, tolerance) of one value.
 fn judge(case: &Case, name: &str, got: f64, want: f64, float64: bool) -> (f64, f64) {
@@ -36,6 +40,11 @@ fn judge(case: &Case, name: &str, got: f64, want: f64, float64: bool) -> (f64, f
         "ntk_cond" => (rel(got, want), if float64 { 1e-6 } else { 1e-3f64.max(floor) }),
         // ln(|r| + 1e-5) of near-zero correlations magnifies float32 rounding
         "epe_nas" => (rel(got, want), if float64 { 1e-8 } else { 3e-3f64.max(floor) }),
+        // AZ-NAS: progressivity is a difference of entropies (ln C ≈ 4) and can be near 0;
+        // judge every component against max(|value|, 1)
+        "az_expressivity" | "az_progressivity" | "az_trainability" => {
+            ((got - want).abs() / want.abs().max(1.0), if float64 { 1e-8 } else { 1e-3f64.max(floor) })
+        }
         _ => (rel(got, want), if float64 { 1e-8 } else { 1e-4f64.max(floor) }),
     }
 }

@@ -13,7 +13,7 @@ use zerocost::onnx::canon::CanonOptions;
 use zerocost::onnx::ir::Tensor;
 use zerocost::onnx::Model;
 use zerocost::proxies::{find_measures, proxy_names, ScoreOptions};
-use zerocost::search::algo::{run_search, Algorithm, Row, SearchConfig, Truth};
+use zerocost::search::algo::{run_search, Algorithm, Ranker, Row, SearchConfig, Truth};
 use zerocost::search::nb101::{self, Op, Spec};
 use zerocost::search::nb201::{self, Cell, Nb201Options, Variant};
 use zerocost::search::net::param_count;
@@ -313,9 +313,9 @@ fn search_is_deterministic_under_a_seed() {
                 continue;
             }
             let cfg = SearchConfig { algorithm, budget: 120, warmup, move_proposal: mp, seed: 11, ..Default::default() };
-            let a = run_search(&sp, &cfg, 0, "x", Some(&scorer), Some(&truth)).unwrap();
-            let b = run_search(&sp, &cfg, 0, "x", Some(&scorer), Some(&truth)).unwrap();
-            let c = run_search(&sp, &cfg, 1, "x", Some(&scorer), Some(&truth)).unwrap();
+            let a = run_search(&sp, &cfg, 0, "x", Some(&Ranker::One(&scorer)), Some(&truth)).unwrap();
+            let b = run_search(&sp, &cfg, 0, "x", Some(&Ranker::One(&scorer)), Some(&truth)).unwrap();
+            let c = run_search(&sp, &cfg, 1, "x", Some(&Ranker::One(&scorer)), Some(&truth)).unwrap();
             let arch = |r: &[Row]| r.iter().map(|x| x.arch.clone()).collect::<Vec<_>>();
             assert_eq!(a.len(), 120);
             assert_eq!(arch(&a), arch(&b), "{algorithm:?} warmup {warmup}");
@@ -345,7 +345,7 @@ fn warmup_with_a_perfect_proxy_trains_the_best_cell_first() {
         for seed in 0..3 {
             // warm-up over the whole space: the first trained cell is the best one
             let cfg = SearchConfig { algorithm, budget: 5, warmup: nb201::NUM_CELLS, seed, ..Default::default() };
-            let rows = run_search(&sp, &cfg, 0, "w", Some(&scorer), Some(&truth)).unwrap();
+            let rows = run_search(&sp, &cfg, 0, "w", Some(&Ranker::One(&scorer)), Some(&truth)).unwrap();
             assert_eq!(rows[0].arch, best, "{algorithm:?}");
             assert_eq!(rows[0].best_accuracy, Some(top));
             assert_eq!(rows[0].how, "warmup");
@@ -353,7 +353,7 @@ fn warmup_with_a_perfect_proxy_trains_the_best_cell_first() {
             assert!(rows.windows(2).all(|w| w[0].proxy.unwrap() >= w[1].proxy.unwrap()));
             // a smaller warm-up: the first trained cell is the best of its pool
             let cfg = SearchConfig { algorithm, budget: 64, warmup: 300, seed, ..Default::default() };
-            let rows = run_search(&sp, &cfg, 0, "w", Some(&scorer), Some(&truth)).unwrap();
+            let rows = run_search(&sp, &cfg, 0, "w", Some(&Ranker::One(&scorer)), Some(&truth)).unwrap();
             let first = rows[0].accuracy.unwrap();
             assert!(rows.iter().all(|r| r.accuracy.unwrap() <= first));
         }
@@ -373,7 +373,7 @@ fn move_proposal_with_a_perfect_proxy_climbs_to_the_best_cell() {
     let mut found_without = 0;
     for seed in 0..5 {
         let with = SearchConfig { budget: 100, move_proposal: true, move_random_prob: 0.0, population: 16, tournament: 8, seed, ..Default::default() };
-        let rows = run_search(&sp, &with, 0, "mp", Some(&scorer), Some(&truth)).unwrap();
+        let rows = run_search(&sp, &with, 0, "mp", Some(&Ranker::One(&scorer)), Some(&truth)).unwrap();
         assert!(rows.iter().skip(16).all(|r| r.how == "move"));
         found_with += rows.iter().any(|r| r.arch == best) as usize;
         let without = SearchConfig { move_proposal: false, ..with };
@@ -385,13 +385,35 @@ fn move_proposal_with_a_perfect_proxy_climbs_to_the_best_cell() {
 }
 
 #[test]
+fn rank_aggregate_of_components_drives_warm_up() {
+    let t = synthetic_table();
+    let (best, _) = best_of(&t);
+    let truth = Truth { select: t.clone(), report: None };
+    let sp = space201();
+    let a = TableOracle { id: "a".into(), scores: t.clone() };
+    // a component that orders the cells the same way on another scale, and one that is
+    // constant: the aggregate's order is the first one's
+    let b = TableOracle { id: "b".into(), scores: t.iter().map(|(k, v)| (k.clone(), v.powi(3))).collect() };
+    let c = TableOracle { id: "c".into(), scores: t.keys().map(|k| (k.clone(), 1.0)).collect() };
+    let (sa, sb, sc) = (Scorer::new(&a), Scorer::new(&b), Scorer::new(&c));
+    let ranker = Ranker::RankAggregate(vec![&sa, &sb, &sc]);
+    let cfg = SearchConfig { algorithm: Algorithm::Random, budget: 5, warmup: nb201::NUM_CELLS, seed: 0, ..Default::default() };
+    let rows = run_search(&sp, &cfg, 0, "az", Some(&ranker), Some(&truth)).unwrap();
+    assert_eq!(rows[0].arch, best, "warm-up trains the best aggregate first");
+    let acc: Vec<f64> = rows.iter().map(|r| r.accuracy.unwrap()).collect();
+    assert!(acc.windows(2).all(|w| w[0] >= w[1]), "{acc:?}");
+    assert!(rows.iter().all(|r| r.proxy.is_none()), "an aggregate is no per-cell score");
+    assert!(run_search(&sp, &cfg, 0, "az", Some(&ranker), None).is_err(), "no fitness without a truth table");
+}
+
+#[test]
 fn proxy_alone_ranks_by_the_proxy() {
     let t = synthetic_table();
     let sp = space201();
     let oracle = TableOracle { id: "p".into(), scores: t.clone() };
     let scorer = Scorer::new(&oracle);
     let cfg = SearchConfig { algorithm: Algorithm::Evolution, budget: 80, population: 20, seed: 1, ..Default::default() };
-    let rows = run_search(&sp, &cfg, 0, "p", Some(&scorer), None).unwrap();
+    let rows = run_search(&sp, &cfg, 0, "p", Some(&Ranker::One(&scorer)), None).unwrap();
     assert!(rows.iter().all(|r| r.accuracy.is_none() && r.best_accuracy.is_none() && r.proxy.is_some()));
     let last = rows.last().unwrap();
     assert_eq!(last.best_proxy, rows.iter().map(|r| r.proxy.unwrap()).reduce(f64::max));
@@ -406,7 +428,7 @@ fn nb101_search_runs_on_hashes() {
     let oracle = FnOracle { id: "f".into(), f: |k: &str| Some(k.bytes().map(|b| b as f64).sum::<f64>()) };
     let scorer = Scorer::new(&oracle);
     let cfg = SearchConfig { budget: 40, population: 10, tournament: 3, warmup: 30, move_proposal: true, seed: 2, ..Default::default() };
-    let rows = run_search(&sp, &cfg, 0, "x", Some(&scorer), None).unwrap();
+    let rows = run_search(&sp, &cfg, 0, "x", Some(&Ranker::One(&scorer)), None).unwrap();
     assert_eq!(rows.len(), 40);
     assert!(rows.iter().all(|r| r.arch.len() == 32 && r.spec.is_some()));
 }

@@ -4,6 +4,7 @@
 use super::models::parse_csv;
 use super::stats;
 use super::store::Record;
+use crate::proxies::az_nas::{aggregate, COMPONENTS as AZ_COMPONENTS, NAME as AZ_NAS};
 use anyhow::{anyhow, bail, Context, Result};
 use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
@@ -206,6 +207,30 @@ pub fn analyse(records: &[Record], truth: Option<&Truth>, opts: &Options) -> Res
             points,
         });
     }
+    // AZ-NAS ranks the population on each of its components and sums ln(rank / n)
+    if AZ_COMPONENTS.iter().all(|p| order.contains_key(*p)) {
+        let mut cols: Vec<Vec<f64>> = vec![Vec::new(); AZ_COMPONENTS.len()];
+        let mut acc = Vec::new();
+        for (v, a) in &rows {
+            let s: Vec<Option<f64>> = AZ_COMPONENTS.iter().map(|p| finite(v.get("scores").and_then(|s| s.get(*p)))).collect();
+            if s.iter().all(Option::is_some) {
+                for (c, x) in cols.iter_mut().zip(s) {
+                    c.push(x.unwrap());
+                }
+                acc.push(*a);
+            }
+        }
+        let x = aggregate(&cols);
+        proxies.push(ProxyStats {
+            name: AZ_NAS.to_string(),
+            n: x.len(),
+            spearman: stats::spearman(&x, &acc),
+            kendall: stats::kendall(&x, &acc),
+            pairwise: stats::pairwise_accuracy(&x, &acc),
+            top_k: stats::top_k_overlap(&x, &acc, k),
+            points: x.into_iter().zip(acc).collect(),
+        });
+    }
     let vote = if VOTE.iter().all(|p| order.contains_key(*p)) {
         let mut cols: [Vec<f64>; 3] = Default::default();
         let mut acc = Vec::new();
@@ -276,12 +301,12 @@ pub fn to_table(r: &Report) -> String {
     }
     s.push('\n');
     s.push_str(&format!(
-        "{:<12} {:>6} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9}\n",
+        "{:<16} {:>6} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9}\n",
         "proxy", "n", "spearman", "kendall", "|rho|", "|tau|", "pairwise", format!("top-{}", r.k)
     ));
     for p in &r.proxies {
         s.push_str(&format!(
-            "{:<12} {:>6} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9}\n",
+            "{:<16} {:>6} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9}\n",
             p.name,
             p.n,
             f(p.spearman),
@@ -293,7 +318,7 @@ pub fn to_table(r: &Report) -> String {
         ));
     }
     match &r.vote {
-        Ok((a, pairs, n)) => s.push_str(&format!("{:<12} {:>6} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9}   ({pairs} pairs)\n", "vote", n, "", "", "", "", f(*a), "")),
+        Ok((a, pairs, n)) => s.push_str(&format!("{:<16} {:>6} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9}   ({pairs} pairs)\n", "vote", n, "", "", "", "", f(*a), "")),
         Err(why) => s.push_str(&format!("vote: {why}\n")),
     }
     s.push_str(

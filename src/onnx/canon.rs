@@ -136,6 +136,7 @@ pub fn canonicalize(raw: &RawModel, shapes: &InputShapes, opts: &CanonOptions) -
             bail!("{}: graph output '{o}' is never computed", g.source);
         }
     }
+    g.aliases = alias;
     Ok(g)
 }
 

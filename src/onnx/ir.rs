@@ -277,11 +277,19 @@ pub struct Graph {
     pub source: String,
     /// Counter for fresh tensor and node names.
     pub next_id: usize,
+    /// Tensors of the file that canonicalisation renamed (an Identity's output, a
+    /// BatchNormalization's expanded output): file name → canonical name.
+    pub aliases: HashMap<String, String>,
 }
 
 impl Graph {
     pub fn info(&self, name: &str) -> Result<&TypeInfo> {
         self.types.get(name).ok_or_else(|| anyhow!("{}: no type known for tensor '{name}'", self.source))
+    }
+
+    /// The canonical name of a tensor of the file (see `aliases`).
+    pub fn resolve<'a>(&'a self, name: &'a str) -> &'a str {
+        self.aliases.get(name).map(String::as_str).unwrap_or(name)
     }
 
     pub fn shape(&self, name: &str) -> Result<&[usize]> {

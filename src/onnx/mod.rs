@@ -1,5 +1,6 @@
 //! Import: read an ONNX file, fix its input shapes, canonicalise it, infer every shape.
 
+pub mod blocks;
 pub mod builder;
 pub mod canon;
 pub mod fold;

@@ -14,6 +14,7 @@ use super::passes;
 use super::Ctx;
 use crate::onnx::canon::{canonicalize, BnMode, CanonOptions};
 use crate::onnx::ir::{DType, Graph, Tensor};
+use crate::onnx::proto::RawModel;
 use crate::onnx::layers::{scored_layers, ScoredLayer};
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::{Axis, Slice};
@@ -418,29 +419,15 @@ pub fn pre_gap_tensor(g: &Graph) -> Result<String> {
     found.ok_or_else(|| anyhow!("no global average pooling of a feature map found (Zen-NAS scores the feature map before it)"))
 }
 
-/// What the Zen pass returns.
-pub struct ZenPass {
-    /// mean_n Σ_{c,h,w} |f(x) − f(x + γ·ε)| of the pre-GAP feature map.
-    pub feature_diff: f64,
-    /// Per BatchNormalization node on a 4-D map with constant running statistics: (node
-    /// name, mean_c running_var after the two forwards).
-    pub bn_running_var: Vec<(String, f64)>,
-}
-
-/// Zen-NAS's computation (`compute_zen_score`, repeat = 1): every scored weight redrawn from
-/// N(0, 1) (stream = its scored-layer index), Conv/Gemm/Linear biases 0, BatchNormalization
-/// scale 1 and bias 0 (running statistics kept), inputs x = N(0,1) and ε = N(0,1) of the
-/// batch's shape, two train-mode forwards f(x) and f(x + γ·ε), BatchNorm running variances
-/// updated by PyTorch's rule (momentum 1 − the node's ONNX momentum, unbiased batch variance).
-pub fn zen_pass(ctx: &Ctx, seed: u64, gamma: f64) -> Result<ZenPass> {
-    let n = ctx.batch.len();
+/// The file's model with every scored weight redrawn by `draw(k, layer, weight)` (k = the
+/// scored-layer index), Conv/Gemm/Linear biases 0, and BatchNormalization scale 1 and bias
+/// 0 (running statistics kept): the re-initialisation of Zen-NAS and AZ-NAS.
+pub fn reinitialised(ctx: &Ctx, draw: impl Fn(usize, &ScoredLayer, &Tensor) -> Result<Vec<f64>>) -> Result<RawModel> {
     let mut raw = ctx.model.raw.clone();
     let layers = ctx.layers()?.to_vec();
-    // Gaussian weights, zero biases
     for (k, l) in layers.iter().enumerate() {
         let t = raw.graph.initializers.get(&l.weight).ok_or_else(|| anyhow!("weight '{}' is not an initializer of the file", l.weight))?;
-        let vals = normal_stream(seed, k as u64, t.len());
-        let nt = Tensor::from_f64(t.dtype(), t.shape(), vals);
+        let nt = Tensor::from_f64(t.dtype(), t.shape(), draw(k, l, t)?);
         raw.graph.set_initializer(&l.weight, nt);
     }
     let mut zero = Vec::new();
@@ -466,6 +453,39 @@ pub fn zen_pass(ctx: &Ctx, seed: u64, gamma: f64) -> Result<ZenPass> {
             }
         }
     }
+    Ok(raw)
+}
+
+/// PyTorch's fan-in of a scored weight (`nn.init._calculate_fan_in_and_fan_out`): Conv
+/// [O, I/g, k...] → I/g·Πk; Linear (Gemm with transB, [out, in]) → in; Gemm without
+/// transB and MatMul ([in, out]) → in.
+pub fn fan_in(g: &Graph, layer: &ScoredLayer) -> usize {
+    let s = &layer.weight_shape;
+    let trans_b = g.nodes.iter().find(|n| n.name == layer.node).map(|n| n.int("transB", 0)).unwrap_or(0);
+    match layer.op.as_str() {
+        "Gemm" if trans_b != 0 => s.get(1).copied().unwrap_or(1),
+        "Gemm" | "MatMul" => s.get(s.len().saturating_sub(2)).copied().unwrap_or(1),
+        _ => s[1..].iter().product(),
+    }
+}
+
+/// What the Zen pass returns.
+pub struct ZenPass {
+    /// mean_n Σ_{c,h,w} |f(x) − f(x + γ·ε)| of the pre-GAP feature map.
+    pub feature_diff: f64,
+    /// Per BatchNormalization node on a 4-D map with constant running statistics: (node
+    /// name, mean_c running_var after the two forwards).
+    pub bn_running_var: Vec<(String, f64)>,
+}
+
+/// Zen-NAS's computation (`compute_zen_score`, repeat = 1): every scored weight redrawn from
+/// N(0, 1) (stream = its scored-layer index), Conv/Gemm/Linear biases 0, BatchNormalization
+/// scale 1 and bias 0 (running statistics kept), inputs x = N(0,1) and ε = N(0,1) of the
+/// batch's shape, two train-mode forwards f(x) and f(x + γ·ε), BatchNorm running variances
+/// updated by PyTorch's rule (momentum 1 − the node's ONNX momentum, unbiased batch variance).
+pub fn zen_pass(ctx: &Ctx, seed: u64, gamma: f64) -> Result<ZenPass> {
+    let n = ctx.batch.len();
+    let raw = reinitialised(ctx, |k, _, t| Ok(normal_stream(seed, k as u64, t.len())))?;
     let shapes = ctx.model.input_shapes(n, ctx.opts.input_shape.as_deref())?;
     let opts = CanonOptions { bn: BnMode::Batch, abs_params: false, float64: ctx.opts.float64 };
     let g0 = canonicalize(&raw, &shapes, &opts).context("zen: canonicalising the re-initialised graph")?;

@@ -2,6 +2,7 @@
 //! over the results of shared passes (`passes.rs`); `Ctx` runs each pass at most once per
 //! model and batch, so proxies that need the same pass share it.
 
+pub mod az_nas;
 pub mod epe_nas;
 pub mod extra_passes;
 pub mod fisher;
@@ -87,6 +88,10 @@ pub fn registry() -> Vec<Proxy> {
         ntk_cond::PROXY,
         linear_regions::PROXY,
         zen::PROXY,
+        az_nas::EXPRESSIVITY,
+        az_nas::PROGRESSIVITY,
+        az_nas::TRAINABILITY,
+        az_nas::COMPLEXITY,
     ]
 }
 
@@ -99,7 +104,8 @@ pub fn proxy_names() -> Vec<&'static str> {
     registry().iter().map(|p| p.name).collect()
 }
 
-/// Resolves user-given names ("all" expands to every proxy); unknown names are an error.
+/// Resolves user-given names ("all" expands to every proxy, "az_nas" to AZ-NAS's four
+/// components); unknown names are an error.
 pub fn resolve_names(names: &[String]) -> Result<Vec<&'static str>> {
     let all = proxy_names();
     if names.is_empty() {
@@ -111,6 +117,14 @@ pub fn resolve_names(names: &[String]) -> Result<Vec<&'static str>> {
             for a in &all {
                 if !out.contains(a) {
                     out.push(*a);
+                }
+            }
+            continue;
+        }
+        if n == az_nas::NAME {
+            for c in az_nas::COMPONENTS {
+                if !out.contains(&c) {
+                    out.push(c);
                 }
             }
             continue;
@@ -182,6 +196,7 @@ pub struct Ctx<'a> {
     synflow: [OnceCell<Result<SynflowResults, String>>; 2],
     probe: OnceCell<Result<extra_passes::Probe, String>>,
     halves: OnceCell<Result<[Vec<Tensor>; 2], String>>,
+    az: OnceCell<Result<az_nas::AzPass, String>>,
 }
 
 fn cached<T>(cell: &OnceCell<Result<T, String>>, f: impl FnOnce() -> Result<T>) -> Result<&T> {
@@ -202,6 +217,7 @@ impl<'a> Ctx<'a> {
             synflow: [OnceCell::new(), OnceCell::new()],
             probe: OnceCell::new(),
             halves: OnceCell::new(),
+            az: OnceCell::new(),
         }
     }
 
@@ -324,6 +340,11 @@ impl<'a> Ctx<'a> {
     /// ∂L/∂W per scored layer on each half of the batch, each half its own forward (zico).
     pub fn half_grads(&self) -> Result<&[Vec<Tensor>; 2]> {
         cached(&self.halves, || extra_passes::half_batch_grads(self))
+    }
+
+    /// AZ-NAS's pass: Kaiming re-initialisation, block outputs and per-block gradients.
+    pub fn az(&self) -> Result<&az_nas::AzPass> {
+        cached(&self.az, || az_nas::az_pass(self))
     }
 
     /// Parameter initializers of the file as read (for params and l2_norm).

@@ -86,9 +86,45 @@ pub struct Row {
     pub spec: Option<serde_json::Value>,
 }
 
+/// How candidates are compared by proxy: one proxy's scores, or AZ-NAS's rank aggregate
+/// of its four components (Σ ln(rank / n) within each set of candidates compared: a
+/// warm-up pool, the moves of one step).
+pub enum Ranker<'a, S: Space> {
+    One(&'a Scorer<'a, S>),
+    RankAggregate(Vec<&'a Scorer<'a, S>>),
+}
+
+impl<'a, S: Space> Ranker<'a, S> {
+    /// Comparable scores of `archs` (`None`: unknown), higher is better.
+    pub fn rank(&self, space: &S, archs: &[S::Arch]) -> Result<Vec<Option<f64>>> {
+        match self {
+            Ranker::One(s) => s.get_many(space, archs),
+            Ranker::RankAggregate(parts) => {
+                let cols: Vec<Vec<Option<f64>>> = parts.iter().map(|s| s.get_many(space, archs)).collect::<Result<_>>()?;
+                let complete: Vec<usize> = (0..archs.len()).filter(|&i| cols.iter().all(|c| c[i].is_some())).collect();
+                let values: Vec<Vec<f64>> = cols.iter().map(|c| complete.iter().map(|&i| c[i].unwrap()).collect()).collect();
+                let mut out = vec![None; archs.len()];
+                for (&i, v) in complete.iter().zip(crate::proxies::az_nas::aggregate(&values)) {
+                    out[i] = Some(v);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// One architecture's own score, where it has one (a rank aggregate has none).
+    fn single(&self, space: &S, a: &S::Arch, compute: bool) -> Result<Option<f64>> {
+        match self {
+            Ranker::One(s) if compute => s.get(space, a),
+            Ranker::One(s) => Ok(s.peek(space, a).flatten()),
+            Ranker::RankAggregate(_) => Ok(None),
+        }
+    }
+}
+
 struct Run<'a, S: Space> {
     space: &'a S,
-    scorer: Option<&'a Scorer<'a, S>>,
+    scorer: Option<&'a Ranker<'a, S>>,
     truth: Option<&'a Truth>,
     variant: String,
     repeat: usize,
@@ -115,10 +151,9 @@ impl<'a, S: Space> Run<'a, S> {
         let key = self.space.key(a);
         let accuracy = self.truth.and_then(|t| t.select.get(&key).copied());
         let report = self.truth.and_then(|t| t.report.as_ref()).and_then(|r| r.get(&key).copied());
-        let proxy = match (self.scorer, self.truth) {
-            (Some(s), None) => s.get(self.space, a)?,
-            (Some(s), Some(_)) => s.peek(self.space, a).flatten(),
-            (None, _) => None,
+        let proxy = match self.scorer {
+            Some(s) => s.single(self.space, a, self.truth.is_none())?,
+            None => None,
         };
         let fit = if self.truth.is_some() { accuracy } else { proxy }.unwrap_or(f64::NEG_INFINITY);
         if self.rows.is_empty() || fit > self.best_fit {
@@ -178,7 +213,7 @@ impl<'a, S: Space> Run<'a, S> {
                 None => break,
             }
         }
-        let scores = scorer.get_many(self.space, &pool)?;
+        let scores = scorer.rank(self.space, &pool)?;
         let mut scored: Vec<(S::Arch, Option<f64>)> = pool.into_iter().zip(scores).collect();
         scored.sort_by(|a, b| b.1.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.1.unwrap_or(f64::NEG_INFINITY)));
         Ok(scored)
@@ -186,9 +221,12 @@ impl<'a, S: Space> Run<'a, S> {
 }
 
 /// Runs one search (repeat `repeat`, seeded `cfg.seed + repeat`) and returns its trace.
-pub fn run_search<S: Space>(space: &S, cfg: &SearchConfig, repeat: usize, variant: &str, scorer: Option<&Scorer<S>>, truth: Option<&Truth>) -> Result<Vec<Row>> {
+pub fn run_search<'a, S: Space>(space: &'a S, cfg: &SearchConfig, repeat: usize, variant: &str, scorer: Option<&'a Ranker<'a, S>>, truth: Option<&'a Truth>) -> Result<Vec<Row>> {
     if truth.is_none() && scorer.is_none() {
         bail!("nothing to rank by: give an accuracy table (--truth) or a proxy (--proxy)");
+    }
+    if truth.is_none() && matches!(scorer, Some(Ranker::RankAggregate(_))) {
+        bail!("a rank aggregate (az_nas) compares sets of candidates and gives no fitness of its own: give an accuracy table (--truth) and use it for --warmup / --move-proposal");
     }
     if (cfg.warmup > 0 || cfg.move_proposal) && scorer.is_none() {
         bail!("warm-up and move proposal need a proxy (--proxy or --proxy-table)");
@@ -261,7 +299,7 @@ pub fn run_search<S: Space>(space: &S, cfg: &SearchConfig, repeat: usize, varian
                     let all = space.neighbours(&parent);
                     let untried: Vec<S::Arch> = all.iter().filter(|a| !run.seen.contains(&space.key(a))).cloned().collect();
                     let cands = if untried.is_empty() { all } else { untried };
-                    let scores = scorer.unwrap().get_many(space, &cands)?;
+                    let scores = scorer.unwrap().rank(space, &cands)?;
                     let pick = if rng.gen::<f64>() < cfg.move_random_prob {
                         rng.gen_range(0..cands.len())
                     } else {

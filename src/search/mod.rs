@@ -17,7 +17,7 @@ pub mod plot;
 pub mod space;
 pub mod table;
 
-use algo::{run_search, Algorithm, Row, SearchConfig, Truth};
+use algo::{run_search, Algorithm, Ranker, Row, SearchConfig, Truth};
 use anyhow::{bail, Context, Result};
 use oracle::{NetworkOracle, ProxyOracle, Scorer, TableOracle};
 use serde_json::json;
@@ -211,6 +211,13 @@ pub enum SpaceCommand {
         /// NB101: largest number of edges.
         #[arg(long, default_value_t = nb101::MAX_EDGES)]
         max_edges: usize,
+        /// Print only a random sample of this many cells (without replacement, in
+        /// enumeration order), drawn with `--seed`.
+        #[arg(long)]
+        sample: Option<usize>,
+        /// Seed of `--sample`.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Canonical form, hash / isomorphism key, parameter count of one cell (JSON).
     Info {
@@ -235,7 +242,7 @@ pub fn space(args: SpaceArgs) -> Result<i32> {
             eprintln!("wrote {}: {} nodes, {} parameters", output.display(), raw.graph.nodes.len(), net::param_count(&raw));
             Ok(0)
         }
-        SpaceCommand::List { space, dedup, count, max_vertices, max_edges } => match list(space, dedup, count, max_vertices, max_edges) {
+        SpaceCommand::List { space, dedup, count, max_vertices, max_edges, sample, seed } => match list(space, dedup, count, max_vertices, max_edges, sample.map(|k| (k, seed))) {
             // `| head` closing the pipe is not an error
             Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => Ok(0),
             other => other,
@@ -265,38 +272,41 @@ pub fn space(args: SpaceArgs) -> Result<i32> {
     }
 }
 
-fn list(space: SpaceName, dedup: bool, count: bool, max_vertices: usize, max_edges: usize) -> Result<i32> {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    match space {
+fn list(space: SpaceName, dedup: bool, count: bool, max_vertices: usize, max_edges: usize, sample: Option<(usize, u64)>) -> Result<i32> {
+    let lines: Vec<String> = match space {
         SpaceName::Nb201 => {
             let mut seen = std::collections::HashSet::new();
-            let mut n = 0;
-            for c in nb201::Cell::all() {
-                if dedup && !seen.insert(c.unique_key()) {
-                    continue;
-                }
-                n += 1;
-                if !count {
-                    writeln!(out, "{c}")?;
-                }
-            }
-            if count {
-                writeln!(out, "{n}")?;
-            }
+            nb201::Cell::all().filter(|c| !dedup || seen.insert(c.unique_key())).map(|c| c.to_string()).collect()
         }
         SpaceName::Nb101 => {
             if max_vertices > nb101::MAX_VERTICES {
                 bail!("NAS-Bench-101 cells have at most {} vertices", nb101::MAX_VERTICES);
             }
-            let all = nb101::enumerate(max_vertices, max_edges);
-            if count {
-                writeln!(out, "{}", all.len())?;
-            } else {
-                for (h, s) in &all {
-                    writeln!(out, "{}", json!({"hash": h, "matrix": s.matrix, "ops": s.to_json()["ops"]}))?;
-                }
+            nb101::enumerate(max_vertices, max_edges)
+                .iter()
+                .map(|(h, s)| json!({"hash": h, "matrix": s.matrix, "ops": s.to_json()["ops"]}).to_string())
+                .collect()
+        }
+    };
+    let lines = match sample {
+        None => lines,
+        Some((k, seed)) => {
+            if k > lines.len() {
+                bail!("--sample {k}: the space has only {} cells", lines.len());
             }
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+            let mut picked = rand::seq::index::sample(&mut rng, lines.len(), k).into_vec();
+            picked.sort_unstable();
+            picked.into_iter().map(|i| lines[i].clone()).collect()
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if count {
+        writeln!(out, "{}", lines.len())?;
+    } else {
+        for l in &lines {
+            writeln!(out, "{l}")?;
         }
     }
     out.flush()?;
@@ -335,33 +345,42 @@ fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<
     let start = Instant::now();
     let truth = load_truth(space, args)?;
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let oracle: Option<Box<dyn ProxyOracle<S>>> = match (&args.proxy, &args.proxy_table) {
+    // AZ-NAS is four proxies whose ranks are aggregated over each set of candidates
+    let az = args.proxy.as_deref() == Some(crate::proxies::az_nas::NAME);
+    let oracles: Vec<Box<dyn ProxyOracle<S>>> = match (&args.proxy, &args.proxy_table) {
         (Some(name), _) => {
             let names = crate::proxies::resolve_names(std::slice::from_ref(name))?;
-            if names.len() != 1 {
+            if names.len() != 1 && !az {
                 bail!("--proxy takes one proxy name");
             }
             let settings = args.net.describe(args.space, channels, args.init_seed);
-            let mut o = NetworkOracle::new(names[0], args.proxy_batch, args.net.num_classes, args.net.image_size, args.data_seed, settings, jobs)?;
-            o.progress = true;
-            Some(Box::new(o))
+            let mut group = NetworkOracle::group(&names, args.proxy_batch, args.net.num_classes, args.net.image_size, args.data_seed, settings, jobs)?;
+            for o in &mut group {
+                o.progress = true;
+            }
+            group.into_iter().map(|o| Box::new(o) as Box<dyn ProxyOracle<S>>).collect()
         }
         (None, Some(path)) => {
             let col = args.proxy_column.as_deref();
             let scores = table::load(path, col, args.proxy_root.as_deref(), &|k| space.normalize_key(k))?;
-            Some(Box::new(TableOracle { id: format!("table {} {}", path.display(), col.unwrap_or("")), scores }))
+            vec![Box::new(TableOracle { id: format!("table {} {}", path.display(), col.unwrap_or("")), scores })]
         }
-        (None, None) => None,
+        (None, None) => Vec::new(),
     };
-    let mut scorer = oracle.as_deref().map(Scorer::new);
+    let mut scorers: Vec<Scorer<S>> = oracles.iter().map(|o| Scorer::new(o.as_ref())).collect();
     if let Some(path) = &args.cache {
-        if let Some(s) = scorer.take() {
+        for s in std::mem::take(&mut scorers) {
             let s = s.with_cache_file(space, path)?;
-            eprintln!("proxy cache {}: {} entries for this proxy and setting", path.display(), s.cached());
-            scorer = Some(s);
+            eprintln!("proxy cache {}: {} entries for {}", path.display(), s.cached(), s.id());
+            scorers.push(s);
         }
     }
-    if (args.warmup > 0 || args.move_proposal) && scorer.is_none() {
+    let ranker = match scorers.len() {
+        0 => None,
+        1 if !az => Some(Ranker::One(&scorers[0])),
+        _ => Some(Ranker::RankAggregate(scorers.iter().collect())),
+    };
+    if (args.warmup > 0 || args.move_proposal) && ranker.is_none() {
         bail!("--warmup and --move-proposal need --proxy NAME or --proxy-table FILE");
     }
     let cfg = SearchConfig {
@@ -412,7 +431,7 @@ fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<
     for (name, vcfg, uses_proxy) in &variants {
         let t0 = Instant::now();
         // the baseline of --compare uses no proxy at all
-        let sc = if *uses_proxy { scorer.as_ref() } else { None };
+        let sc = if *uses_proxy { ranker.as_ref() } else { None };
         let mut finals = Vec::new();
         for r in 0..args.repeats {
             let rows = run_search(space, vcfg, r, name, sc, truth.as_ref())?;
@@ -429,7 +448,7 @@ fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<
     if let Some(f) = out.as_mut() {
         f.flush()?;
     }
-    if let Some(s) = &scorer {
+    for s in &scorers {
         eprintln!("proxy: {} evaluations computed, {} cells known ({})", s.computed.load(std::sync::atomic::Ordering::SeqCst), s.cached(), s.id());
     }
     if let Some(p) = &args.plot {

@@ -60,6 +60,10 @@ impl<S: Space, F: Fn(&str) -> Option<f64> + Sync> ProxyOracle<S> for FnOracle<F>
 /// a time.
 pub struct NetworkOracle {
     pub proxy: &'static str,
+    /// Proxies computed together with `proxy` on each network (AZ-NAS's components share
+    /// one pass): their values wait in `shared` for the sibling oracles.
+    pub group: Vec<&'static str>,
+    pub shared: std::sync::Arc<Mutex<HashMap<(String, &'static str), Option<f64>>>>,
     pub batch: Batch,
     pub opts: ScoreOptions,
     pub jobs: usize,
@@ -75,13 +79,45 @@ impl NetworkOracle {
         let req = BatchRequest { batch_size, num_classes, input_shape: vec![3, image_size, image_size], seed: data_seed, ..Default::default() };
         let batch = load_batch(&DataSource::Synthetic, &req)?;
         let settings = format!("{settings} batch={batch_size} data_seed={data_seed} f64");
-        Ok(NetworkOracle { proxy, batch, opts: ScoreOptions::default(), jobs: jobs.max(1), settings, progress: false, reported: Mutex::new(false) })
+        Ok(NetworkOracle {
+            proxy,
+            group: vec![proxy],
+            shared: Default::default(),
+            batch,
+            opts: ScoreOptions::default(),
+            jobs: jobs.max(1),
+            settings,
+            progress: false,
+            reported: Mutex::new(false),
+        })
+    }
+
+    /// One oracle per proxy of `group`, sharing each network's pass.
+    pub fn group(group: &[&'static str], batch_size: usize, num_classes: usize, image_size: usize, data_seed: u64, settings: String, jobs: usize) -> Result<Vec<NetworkOracle>> {
+        let shared: std::sync::Arc<Mutex<HashMap<(String, &'static str), Option<f64>>>> = Default::default();
+        group
+            .iter()
+            .map(|p| {
+                let mut o = NetworkOracle::new(p, batch_size, num_classes, image_size, data_seed, settings.clone(), jobs)?;
+                o.group = group.to_vec();
+                o.shared = shared.clone();
+                Ok(o)
+            })
+            .collect()
     }
 
     fn score_one<S: Space>(&self, space: &S, a: &S::Arch, engine: &TractEngine) -> Option<f64> {
+        let key = space.key(a);
+        if let Some(v) = self.shared.lock().unwrap().remove(&(key.clone(), self.proxy)) {
+            return v;
+        }
         let res = space.build(a).and_then(|raw| {
-            let model = Model::from_raw(format!("{} {}", space.name(), space.key(a)), raw);
-            let r = find_measures(&model, &self.batch, &[self.proxy], engine, &self.opts);
+            let model = Model::from_raw(format!("{} {}", space.name(), key), raw);
+            let r = find_measures(&model, &self.batch, &self.group, engine, &self.opts);
+            let mut shared = self.shared.lock().unwrap();
+            for p in self.group.iter().filter(|p| **p != self.proxy) {
+                shared.insert((key.clone(), *p), r[*p].value.as_ref().map(|v| v.total));
+            }
             let pr = &r[self.proxy];
             match (&pr.value, &pr.error) {
                 (Some(v), _) => Ok(v.total),
