@@ -408,8 +408,7 @@ fn a_failing_model_is_recorded_and_the_job_goes_on() {
 #[test]
 fn correlate_aggregates_az_nas_components_by_log_rank() {
     let dir = scratch("correlate_az");
-    // four models; components chosen so that the aggregate's order is known by hand:
-    // ranks (expr, prog, train, compl) per model, n = 4
+    // components whose ranks are easy to write down by hand (below)
     let comps = [[1.0, 4.0, 2.0, 10.0], [2.0, 3.0, 1.0, 30.0], [3.0, 2.0, 4.0, 20.0], [4.0, 1.0, 3.0, 40.0]];
     let acc = [70.0, 80.0, 75.0, 90.0];
     let mut text_lines = String::new();
@@ -419,18 +418,22 @@ fn correlate_aggregates_az_nas_components_by_log_rank() {
             c[0], c[1], c[2], c[3]
         ));
     }
-    // a model without one component is left out of the aggregate (not of the others)
-    text_lines.push_str("{\"model\":\"m4.onnx\",\"status\":\"ok\",\"scores\":{\"az_expressivity\":9,\"az_progressivity\":9,\"az_complexity\":5},\"metadata\":{\"accuracy\":60}}\n");
+    // a model whose trainability the authors' code sets to −∞ (an identity block) ranks last
+    // on it; a model without one component is left out of the aggregate (not of the others)
+    text_lines.push_str("{\"model\":\"m4.onnx\",\"status\":\"ok\",\"scores\":{\"az_expressivity\":5,\"az_progressivity\":0,\"az_trainability\":null,\"az_complexity\":25},\"errors\":{\"az_trainability\":\"block 3 ('a' → 'b') passes the gradient through unchanged (an identity block): AZ-NAS's trainability is −∞\"},\"metadata\":{\"accuracy\":65}}\n");
+    text_lines.push_str("{\"model\":\"m5.onnx\",\"status\":\"ok\",\"scores\":{\"az_expressivity\":9,\"az_progressivity\":9,\"az_complexity\":5},\"metadata\":{\"accuracy\":60}}\n");
     let res = dir.join("az.jsonl");
     std::fs::write(&res, text_lines).unwrap();
     let o = run(zerocost().arg("correlate").arg(&res).args(["--format", "json"]));
     assert!(o.status.success(), "{}", text(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let az = &v["proxies"]["az_nas"];
-    assert_eq!(az["n"], 4);
-    // Σ ln(rank/4): ranks from the columns above (complexity ranks 1,3,2,4)
-    let ranks = [[1.0, 4.0, 2.0, 1.0], [2.0, 3.0, 1.0, 3.0], [3.0, 2.0, 4.0, 2.0], [4.0, 1.0, 3.0, 4.0]];
-    let agg: Vec<f64> = ranks.iter().map(|r| r.iter().map(|x: &f64| (x / 4.0).ln()).sum()).collect();
+    assert_eq!(az["n"], 5);
+    // Σ ln(rank/5), ranks of the five complete models by hand (expr, prog, train, compl)
+    let ranks = [[1.0, 5.0, 3.0, 1.0], [2.0, 4.0, 2.0, 4.0], [3.0, 3.0, 5.0, 2.0], [4.0, 2.0, 4.0, 5.0], [5.0, 1.0, 1.0, 3.0]];
+    let agg: Vec<f64> = ranks.iter().map(|r| r.iter().map(|x: &f64| (x / 5.0).ln()).sum()).collect();
+    let acc = [70.0, 80.0, 75.0, 90.0, 65.0];
     assert_eq!(az["spearman"].as_f64().unwrap(), stats::spearman(&agg, &acc));
-    assert_eq!(v["proxies"]["az_expressivity"]["n"], 5);
+    assert_eq!(v["proxies"]["az_expressivity"]["n"], 6);
+    assert_eq!(v["proxies"]["az_trainability"]["n"], 5, "the −∞ counts in its own row too");
 }

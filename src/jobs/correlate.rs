@@ -4,7 +4,7 @@
 use super::models::parse_csv;
 use super::stats;
 use super::store::Record;
-use crate::proxies::az_nas::{aggregate, COMPONENTS as AZ_COMPONENTS, NAME as AZ_NAS};
+use crate::proxies::az_nas::{aggregate, is_minus_infinity, COMPONENTS as AZ_COMPONENTS, NAME as AZ_NAS};
 use anyhow::{anyhow, bail, Context, Result};
 use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
@@ -142,6 +142,15 @@ fn finite(v: Option<&Value>) -> Option<f64> {
     v.and_then(Value::as_f64).filter(|x| x.is_finite())
 }
 
+/// A proxy's value in a result line: a finite score, or −∞ where an AZ-NAS component's error
+/// says the authors' code gives −∞ (ranked last, as there).
+fn score_of(v: &Value, name: &str) -> Option<f64> {
+    finite(v.get("scores").and_then(|s| s.get(name))).or_else(|| {
+        let e = v.get("errors").and_then(|e| e.get(name)).and_then(Value::as_str)?;
+        (AZ_COMPONENTS.contains(&name) && is_minus_infinity(e)).then_some(f64::NEG_INFINITY)
+    })
+}
+
 /// Computes the report from result records (failed lines are left out).
 pub fn analyse(records: &[Record], truth: Option<&Truth>, opts: &Options) -> Result<Report> {
     let mut rows: Vec<(&Value, f64)> = Vec::new();
@@ -195,7 +204,7 @@ pub fn analyse(records: &[Record], truth: Option<&Truth>, opts: &Options) -> Res
     }
     let mut proxies = Vec::new();
     for name in order.keys() {
-        let points: Vec<(f64, f64)> = rows.iter().filter_map(|(v, a)| finite(v.get("scores").and_then(|s| s.get(name))).map(|s| (s, *a))).collect();
+        let points: Vec<(f64, f64)> = rows.iter().filter_map(|(v, a)| score_of(v, name).map(|s| (s, *a))).collect();
         let (x, y): (Vec<f64>, Vec<f64>) = points.iter().copied().unzip();
         proxies.push(ProxyStats {
             name: name.clone(),
@@ -204,7 +213,8 @@ pub fn analyse(records: &[Record], truth: Option<&Truth>, opts: &Options) -> Res
             kendall: stats::kendall(&x, &y),
             pairwise: stats::pairwise_accuracy(&x, &y),
             top_k: stats::top_k_overlap(&x, &y, k),
-            points,
+            // a −∞ (an AZ-NAS component) is ranked but not drawn
+            points: points.into_iter().filter(|p| p.0.is_finite()).collect(),
         });
     }
     // AZ-NAS ranks the population on each of its components and sums ln(rank / n)
@@ -212,7 +222,7 @@ pub fn analyse(records: &[Record], truth: Option<&Truth>, opts: &Options) -> Res
         let mut cols: Vec<Vec<f64>> = vec![Vec::new(); AZ_COMPONENTS.len()];
         let mut acc = Vec::new();
         for (v, a) in &rows {
-            let s: Vec<Option<f64>> = AZ_COMPONENTS.iter().map(|p| finite(v.get("scores").and_then(|s| s.get(*p)))).collect();
+            let s: Vec<Option<f64>> = AZ_COMPONENTS.iter().map(|p| score_of(v, p)).collect();
             if s.iter().all(Option::is_some) {
                 for (c, x) in cols.iter_mut().zip(s) {
                     c.push(x.unwrap());

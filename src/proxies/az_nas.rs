@@ -17,7 +17,8 @@
 //!   value of G_inᵀ G_out / (b·h_o·w_o), G_out = a random ±1 (Bernoulli ½) gradient on f_l
 //!   and G_in = its vector-Jacobian product on f_{l−1} (PixelUnshuffle'd to f_l's size when
 //!   the block downsamples). A block that passes G_out through unchanged (an identity
-//!   block) makes the code's score −∞; here that is an error, and the model is left out.
+//!   block) makes the code's score −∞; here that is an error that `correlate` and `search`
+//!   read as −∞ ([`is_minus_infinity`]).
 //!   The ±1 draws are the signs of `normal_stream(0, 2³³ + l, ·)`, not PyTorch's stream.
 //! - `az_complexity` = `flops` (the code takes NAS-Bench-201's FLOPs from its API).
 //!
@@ -47,6 +48,16 @@ pub const COMPONENTS: [&str; 4] = ["az_expressivity", "az_progressivity", "az_tr
 /// The name of the rank aggregate (`correlate`, `search`) and of the four components together.
 pub const NAME: &str = "az_nas";
 
+/// How the error of a component whose value the authors' code sets to −∞ ends. JSON has no
+/// −∞, so such a model gets an error, and `correlate` and `search` rank it last on that
+/// component ([`is_minus_infinity`]), as the code's −∞ would.
+pub const MINUS_INFINITY: &str = "is −∞";
+
+/// Whether a component's error stands for the code's −∞.
+pub fn is_minus_infinity(error: &str) -> bool {
+    error.contains("AZ-NAS's") && error.ends_with(MINUS_INFINITY)
+}
+
 pub const SEED: u64 = 0;
 /// Stream of the ±1 gradient seeded on block output l: `SEED_STREAM + l`.
 pub const SEED_STREAM: u64 = 1 << 33;
@@ -65,13 +76,16 @@ fn expressivity(ctx: &Ctx) -> Result<ProxyValue> {
     let a = ctx.az()?;
     let total: f64 = a.entropies.iter().sum();
     if total.is_nan() {
-        bail!("a block output's covariance has negative eigenvalues below −1e-8 relative: its entropy is NaN (the code's −∞)");
+        bail!("a block output has no variance or a covariance with negative eigenvalues, its entropy is NaN: AZ-NAS's expressivity {MINUS_INFINITY}");
     }
     Ok(ProxyValue { total, per_layer: None, details: Some(serde_json::json!({ "features": a.features, "entropies": a.entropies })) })
 }
 
 fn progressivity(ctx: &Ctx) -> Result<ProxyValue> {
     let a = ctx.az()?;
+    if a.entropies.iter().any(|h| h.is_nan()) {
+        bail!("a block output has no variance or a covariance with negative eigenvalues, its entropy is NaN: AZ-NAS's progressivity {MINUS_INFINITY}");
+    }
     let total = a.entropies.windows(2).map(|w| w[1] - w[0]).fold(f64::INFINITY, f64::min);
     Ok(ProxyValue::scalar(total))
 }
@@ -80,7 +94,7 @@ fn trainability(ctx: &Ctx) -> Result<ProxyValue> {
     let a = ctx.az()?;
     if let Some(l) = a.block_scores.iter().position(|s| *s == f64::NEG_INFINITY) {
         bail!(
-            "block {} ('{}' → '{}') passes the gradient through unchanged (an identity block): AZ-NAS's trainability is −∞",
+            "block {} ('{}' → '{}') passes the gradient through unchanged (an identity block): AZ-NAS's trainability {MINUS_INFINITY}",
             l + 1,
             a.features[l],
             a.features[l + 1]
@@ -275,6 +289,13 @@ pub fn az_pass(ctx: &Ctx) -> Result<AzPass> {
 mod tests {
     use super::*;
     use crate::onnx::ir::DType;
+
+    #[test]
+    fn minus_infinity_errors_are_recognised() {
+        let e = format!("block 1 ('a' → 'b') passes the gradient through unchanged (an identity block): AZ-NAS's trainability {MINUS_INFINITY}");
+        assert!(is_minus_infinity(&e));
+        assert!(!is_minus_infinity("az_nas needs at least two block outputs"));
+    }
 
     #[test]
     fn pixel_unshuffle_matches_torch_layout() {

@@ -6,6 +6,7 @@ use super::space::Space;
 use crate::data::{load_batch, Batch, BatchRequest, DataSource};
 use crate::engine::tract::TractEngine;
 use crate::onnx::Model;
+use crate::proxies::az_nas::is_minus_infinity;
 use crate::proxies::{find_measures, ScoreOptions};
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -55,6 +56,10 @@ impl<S: Space, F: Fn(&str) -> Option<f64> + Sync> ProxyOracle<S> for FnOracle<F>
     }
 }
 
+/// Scores of a network's sibling proxies, by (architecture key, proxy), waiting for their
+/// oracle.
+pub type SharedScores = std::sync::Arc<Mutex<HashMap<(String, &'static str), Option<f64>>>>;
+
 /// Scores computed by zerocost: the architecture's network generated in memory, scored
 /// with one proxy on a synthetic (seeded) batch with the tract engine, `jobs` networks at
 /// a time.
@@ -63,7 +68,7 @@ pub struct NetworkOracle {
     /// Proxies computed together with `proxy` on each network (AZ-NAS's components share
     /// one pass): their values wait in `shared` for the sibling oracles.
     pub group: Vec<&'static str>,
-    pub shared: std::sync::Arc<Mutex<HashMap<(String, &'static str), Option<f64>>>>,
+    pub shared: SharedScores,
     pub batch: Batch,
     pub opts: ScoreOptions,
     pub jobs: usize,
@@ -94,7 +99,7 @@ impl NetworkOracle {
 
     /// One oracle per proxy of `group`, sharing each network's pass.
     pub fn group(group: &[&'static str], batch_size: usize, num_classes: usize, image_size: usize, data_seed: u64, settings: String, jobs: usize) -> Result<Vec<NetworkOracle>> {
-        let shared: std::sync::Arc<Mutex<HashMap<(String, &'static str), Option<f64>>>> = Default::default();
+        let shared = SharedScores::default();
         group
             .iter()
             .map(|p| {
@@ -115,14 +120,19 @@ impl NetworkOracle {
             let model = Model::from_raw(format!("{} {}", space.name(), key), raw);
             let r = find_measures(&model, &self.batch, &self.group, engine, &self.opts);
             let mut shared = self.shared.lock().unwrap();
+            let value = |p: &str| {
+                let pr = &r[p];
+                match (&pr.value, pr.error.as_deref()) {
+                    (Some(v), _) => Ok(v.total),
+                    // an AZ-NAS component that the authors' code sets to −∞: ranked last
+                    (None, Some(e)) if is_minus_infinity(e) => Ok(f64::NEG_INFINITY),
+                    (None, e) => Err(anyhow::anyhow!("{}", e.unwrap_or_default())),
+                }
+            };
             for p in self.group.iter().filter(|p| **p != self.proxy) {
-                shared.insert((key.clone(), *p), r[*p].value.as_ref().map(|v| v.total));
+                shared.insert((key.clone(), *p), value(p).ok());
             }
-            let pr = &r[self.proxy];
-            match (&pr.value, &pr.error) {
-                (Some(v), _) => Ok(v.total),
-                (None, e) => Err(anyhow::anyhow!("{}", e.clone().unwrap_or_default())),
-            }
+            value(self.proxy)
         });
         match res {
             Ok(v) => Some(v),
