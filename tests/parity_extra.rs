@@ -43,7 +43,7 @@ fn judge(case: &Case, name: &str, got: f64, want: f64, float64: bool) -> (f64, f
         // AZ-NAS: progressivity is a difference of entropies (ln C ≈ 4) and can be near 0;
         // judge every component against max(|value|, 1)
         "az_expressivity" | "az_progressivity" | "az_trainability" => {
-            ((got - want).abs() / want.abs().max(1.0), if float64 { 1e-8 } else { 1e-3f64.max(floor) })
+            ((got - want).abs() / want.abs().max(1.0), if float64 { 1e-8 } else { 1e-5f64.max(floor) })
         }
         _ => (rel(got, want), if float64 { 1e-8 } else { 1e-4f64.max(floor) }),
     }

@@ -29,7 +29,7 @@ use super::{extra_passes, passes, Ctx, Proxy, ProxyValue};
 use crate::onnx::blocks::block_outputs;
 use crate::onnx::canon::{canonicalize, BnMode, CanonOptions};
 use crate::onnx::ir::Tensor;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use nalgebra::DMatrix;
 
 pub const EXPRESSIVITY: Proxy =
@@ -279,9 +279,6 @@ pub fn az_pass(ctx: &Ctx) -> Result<AzPass> {
     let block_scores = (1..features.len())
         .map(|l| block_score(&seed_values[l - 1], passes::output(&out, &grads[l - 1])?).with_context(|| format!("az_nas: block {l}")))
         .collect::<Result<Vec<_>>>()?;
-    if entropies.len() != features.len() {
-        return Err(anyhow!("az_nas: internal error"));
-    }
     Ok(AzPass { features, entropies, block_scores })
 }
 
