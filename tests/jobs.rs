@@ -437,3 +437,51 @@ fn correlate_aggregates_az_nas_components_by_log_rank() {
     assert_eq!(v["proxies"]["az_expressivity"]["n"], 6);
     assert_eq!(v["proxies"]["az_trainability"]["n"], 5, "the −∞ counts in its own row too");
 }
+
+#[test]
+fn a_job_can_score_the_cells_of_a_space() {
+    let dir = scratch("space");
+    // three cells of a sample, an accuracy table of our own for two of them
+    let o = run(zerocost().args(["space", "list", "nb201", "--sample", "3", "--seed", "7"]));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let cells: Vec<String> = text(&o.stdout).lines().map(str::to_string).collect();
+    assert_eq!(cells.len(), 3);
+    std::fs::write(dir.join("acc.csv"), format!("arch,acc\n{},91.5\n{},80.25\n", cells[0], cells[1])).unwrap();
+    std::fs::write(
+        dir.join("space.yaml"),
+        "space:\n  name: nb201\n  sample: 3\n  seed: 7\n  truth: acc.csv\n  truth_column: acc\nproxies: [synflow, params]\nbatch_size: 4\noutput: out/space.jsonl\n",
+    )
+    .unwrap();
+    let o = run(zerocost().arg("batch").arg(dir.join("space.yaml")));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let got = lines(&dir.join("out/space.jsonl"));
+    let mut ids: Vec<&str> = got.iter().map(|v| v["model"].as_str().unwrap()).collect();
+    ids.sort();
+    let mut want: Vec<&str> = cells.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(ids, want, "the sample is the one `space list --sample` prints, named by cell string");
+    for v in &got {
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["metadata"]["arch"], v["model"]);
+        let acc = v["metadata"].get("accuracy").and_then(Value::as_f64);
+        match v["model"].as_str().unwrap() {
+            m if m == cells[0] => assert_eq!(acc, Some(91.5)),
+            m if m == cells[1] => assert_eq!(acc, Some(80.25)),
+            _ => assert_eq!(acc, None),
+        }
+    }
+    // the same cell exported as a file scores the same
+    let onnx = dir.join("c0.onnx");
+    let o = run(zerocost().args(["space", "export", "nb201", &cells[0], "-o"]).arg(&onnx));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = run(zerocost().arg("score").arg(&onnx).args(["--proxy", "synflow,params", "--batch-size", "4", "--format", "json"]));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let file: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mem = got.iter().find(|v| v["model"] == cells[0].as_str()).unwrap();
+    assert_eq!(file["scores"], mem["scores"]);
+    // a bad space is reported with its line
+    std::fs::write(dir.join("bad.yaml"), "proxies: [params]\nspace:\n  name: nb201\n  start: 9\n  end: 9\n").unwrap();
+    let o = run(zerocost().arg("batch").arg(dir.join("bad.yaml")).arg("--dry-run"));
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("bad.yaml:3") && text(&o.stderr).contains("no cell"), "{}", text(&o.stderr));
+}

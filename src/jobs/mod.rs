@@ -9,6 +9,7 @@ pub mod models;
 pub mod plot;
 pub mod run;
 pub mod shard;
+pub mod space;
 pub mod spec;
 pub mod stats;
 pub mod store;

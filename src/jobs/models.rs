@@ -17,6 +17,8 @@ pub struct ModelRef {
     pub path: PathBuf,
     /// Known facts about the model (e.g. `accuracy`), copied into its result line.
     pub metadata: Map<String, Json>,
+    /// A cell of a built-in space, generated instead of read (`path` is then empty).
+    pub generated: Option<super::space::Generated>,
 }
 
 /// Extensions that mark a list file rather than a model.
@@ -325,7 +327,7 @@ pub fn read_list(list: &Path, root: &Path) -> std::result::Result<Vec<ModelRef>,
     let mut out = Vec::new();
     for (line, path, meta) in items {
         match expand(&dir, &path) {
-            Ok(files) => out.extend(files.into_iter().map(|f| ModelRef { id: model_id(root, &f), path: f, metadata: meta.clone() })),
+            Ok(files) => out.extend(files.into_iter().map(|f| ModelRef { id: model_id(root, &f), path: f, metadata: meta.clone(), generated: None })),
             Err(e) => problems.push(here(line, format!("{e:#}"))),
         }
     }

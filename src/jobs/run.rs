@@ -55,7 +55,10 @@ fn batch_for(job: &Job, model: &Model, cache: &BatchCache) -> Result<Arc<Batch>>
 pub fn score_model(job: &Job, m: &ModelRef, engine: &dyn Engine, cache: &BatchCache) -> Value {
     let start = Instant::now();
     let scored = catch_unwind(AssertUnwindSafe(|| -> Result<Value> {
-        let model = Model::load(&m.path)?;
+        let model = match &m.generated {
+            Some(g) => Model::from_raw(m.id.clone(), g.build()?),
+            None => Model::load(&m.path)?,
+        };
         let batch = batch_for(job, &model, cache)?;
         let results = proxies::find_measures(&model, &batch, &job.proxies, engine, &job.options);
         let layers = if job.per_layer { Some(crate::layer_names(&model, &job.options, batch.len()).unwrap_or_default()) } else { None };

@@ -6,6 +6,7 @@
 //! runs the same from any working directory.
 
 use super::models::{self, ModelRef};
+use super::space;
 use super::yaml::{key, kind, path_str, unknown_key, Doc, Problem, Problems, Seg};
 use crate::data::{DataSource, Dataload, Normalization};
 use crate::onnx::canon::BnMode;
@@ -39,6 +40,7 @@ pub const KEYS: &[&str] = &[
     "output",
     "workers",
     "shard_count",
+    "space",
 ];
 
 /// Keys of a mapping entry under `models`.
@@ -201,12 +203,16 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
         None => base.clone(),
     };
 
-    // models
+    // models: files, and the cells of a built-in space
     let mut found: Vec<ModelRef> = Vec::new();
+    let mut space_net = None;
+    if let Some(v) = map.get("space").filter(|v| !v.is_null()) {
+        space_net = check_space(&mut c, &base, v, &mut found);
+    }
     match map.get("models") {
         None | Some(Value::Null) => {
-            if doc.value.is_mapping() {
-                c.problems.push(doc.problem(&[], "missing `models:` (files, folders, globs or list files to score)"));
+            if doc.value.is_mapping() && !map.get("space").is_some_and(|v| !v.is_null()) {
+                c.problems.push(doc.problem(&[], "missing `models:` (files, folders, globs or list files to score) or `space:` (cells of nb201 or nb101)"));
             }
         }
         Some(v) => {
@@ -360,7 +366,7 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
         c.problems.sort_by_key(|p| (p.line, p.column));
         return Err(Problems(c.problems));
     }
-    let settings_json = json!({
+    let mut settings_json = json!({
         "proxies": proxies,
         "data": data_spec,
         "batch_size": batch_size,
@@ -375,6 +381,10 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
         "precision": precision,
         "engine": engine,
     });
+    // a job without a space keeps the fingerprint it always had
+    if let Some(net) = space_net {
+        settings_json["space"] = net;
+    }
     Ok(Job {
         file: file.to_path_buf(),
         name: name.unwrap_or_else(|| shown.clone()),
@@ -398,6 +408,47 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
         shard_count,
         settings: fingerprint(&settings_json.to_string()),
     })
+}
+
+/// `space:`: a space name (every cell), or a mapping with `name` and the options of
+/// `jobs::space::SpaceSpec` (an index range, a sample, network settings, an accuracy table).
+/// Returns the network settings that change scores (for the job's fingerprint).
+fn check_space(c: &mut Checker, base: &Path, v: &Value, out: &mut Vec<ModelRef>) -> Option<Json> {
+    let at = [key("space")];
+    let spec = match v {
+        Value::String(name) => space::SpaceSpec { name: name.clone(), ..Default::default() },
+        Value::Mapping(m) => {
+            c.unknown_keys(m, &at, space::SPACE_KEYS);
+            let sub = |k: &str| [key("space"), key(k)];
+            let Some(name) = c.get::<String>(m, &sub("name"), "a space name (nb201 or nb101)") else {
+                c.err(&at, "needs `name: nb201` or `name: nb101`");
+                return None;
+            };
+            space::SpaceSpec {
+                name,
+                start: c.get(m, &sub("start"), "a cell index"),
+                end: c.get(m, &sub("end"), "a cell index"),
+                sample: c.get(m, &sub("sample"), "a number of cells"),
+                seed: c.get(m, &sub("seed"), "a whole number").unwrap_or(0),
+                dedup: c.get(m, &sub("dedup"), "true or false").unwrap_or(false),
+                variant: c.get(m, &sub("variant"), "zc or nb201"),
+                channels: c.get(m, &sub("channels"), "a number of channels"),
+                init_seed: c.get(m, &sub("init_seed"), "a whole number").unwrap_or(0),
+                max_vertices: c.get(m, &sub("max_vertices"), "a number of vertices"),
+                truth: c.get::<String>(m, &sub("truth"), "an accuracy table (CSV or JSON)").map(|t| rebase(base, Path::new(&t))),
+                truth_column: c.get(m, &sub("truth_column"), "a column name"),
+            }
+        }
+        other => {
+            c.err(&at, format!("expected a space name or a mapping, found {} `{}`", kind(other), short(other)));
+            return None;
+        }
+    };
+    match space::expand(&spec) {
+        Ok(models) => out.extend(models),
+        Err(e) => c.err(&at, format!("{e:#}")),
+    }
+    Some(json!({"space": spec.name, "variant": spec.variant, "channels": spec.channels, "init_seed": spec.init_seed}))
 }
 
 /// One entry under `models:`: a path/glob/folder/list string, or a mapping
@@ -455,7 +506,7 @@ fn check_model_entry(c: &mut Checker, root: &Path, path: &[Seg], entry: &Value, 
             p.push(key("path"));
         }
         match models::expand(root, &pattern) {
-            Ok(files) => out.extend(files.into_iter().map(|f| ModelRef { id: models::model_id(root, &f), path: f, metadata: metadata.clone() })),
+            Ok(files) => out.extend(files.into_iter().map(|f| ModelRef { id: models::model_id(root, &f), path: f, metadata: metadata.clone(), generated: None })),
             Err(e) => c.err(&p, format!("{e:#}")),
         }
     }
