@@ -15,6 +15,43 @@ use zerocost::{engine, inspect, report};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    ort: OrtArgs,
+}
+
+/// ONNX Runtime settings (engines ort-cpu, ort-cuda, ort; `ort` feature). Each flag sets the
+/// environment variable named in its help, which the engine reads, so the flag wins over the
+/// variable and also reaches the workers of `batch` and `search`.
+#[derive(clap::Args)]
+struct OrtArgs {
+    /// The ONNX Runtime library (libonnxruntime.so...); default: ORT_DYLIB_PATH, else
+    /// ZEROCOST_ORT_LIB, else the python3 `onnxruntime` package's. Sets ZEROCOST_ORT_LIB.
+    #[arg(long, global = true, value_name = "PATH")]
+    ort_lib: Option<PathBuf>,
+    /// CUDA device of ort-cuda (default 0). Sets ZEROCOST_CUDA_DEVICE.
+    #[arg(long, global = true, value_name = "N")]
+    device_id: Option<u32>,
+    /// ONNX Runtime graph optimisation: disable | basic | extended | layout | all (default).
+    /// Sets ZEROCOST_ORT_OPT.
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = ["disable", "basic", "extended", "layout", "all"])]
+    ort_opt: Option<String>,
+}
+
+impl OrtArgs {
+    /// Called first thing, before any thread starts.
+    fn apply(&self) {
+        if let Some(p) = &self.ort_lib {
+            // ORT_DYLIB_PATH is the `ort` crate's first choice: the flag must win over it
+            std::env::remove_var("ORT_DYLIB_PATH");
+            std::env::set_var("ZEROCOST_ORT_LIB", p);
+        }
+        if let Some(d) = self.device_id {
+            std::env::set_var("ZEROCOST_CUDA_DEVICE", d.to_string());
+        }
+        if let Some(o) = &self.ort_opt {
+            std::env::set_var("ZEROCOST_ORT_OPT", o);
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -83,8 +120,8 @@ enum Command {
         #[command(flatten)]
         shape: ShapeArgs,
         /// Engine: tract (embedded CPU engine), or with the `ort` feature ort-cpu, ort-cuda,
-        /// ort (CUDA if available). ONNX Runtime settings: ORT_DYLIB_PATH/ZEROCOST_ORT_LIB,
-        /// ZEROCOST_CUDA_DEVICE, ZEROCOST_ORT_OPT.
+        /// ort (CUDA if available). ONNX Runtime settings: --ort-lib, --device-id, --ort-opt
+        /// (or ORT_DYLIB_PATH/ZEROCOST_ORT_LIB, ZEROCOST_CUDA_DEVICE, ZEROCOST_ORT_OPT).
         #[arg(long, default_value = "tract")]
         engine: String,
         /// Threads for the engine's kernels.
@@ -157,6 +194,7 @@ impl ShapeArgs {
 
 fn main() {
     let cli = Cli::parse();
+    cli.ort.apply();
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {

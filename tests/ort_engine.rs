@@ -175,6 +175,31 @@ mod with_ort {
         assert!(!err.contains("panicked"), "a panic: {err}");
     }
 
+    /// `--ort-lib` names the library, and wins over ORT_DYLIB_PATH; `--ort-opt` is checked.
+    #[test]
+    fn ort_lib_flag_names_the_library() {
+        let run = |args: &[&str], env_path: Option<&str>| {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_zerocost"));
+            c.args(["score", "models/tiny_mlp.onnx", "--engine", "ort-cpu", "--precision", "f32", "--proxy", "grad_norm"]).args(args);
+            c.current_dir(super::common::root());
+            match env_path {
+                Some(p) => c.env("ORT_DYLIB_PATH", p),
+                None => c.env_remove("ORT_DYLIB_PATH"),
+            };
+            c.env_remove("ZEROCOST_ORT_LIB").output().unwrap()
+        };
+        let out = run(&["--ort-lib", "/nonexistent/flag/libonnxruntime.so"], None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("/nonexistent/flag/libonnxruntime.so"), "{err}");
+        if let Some(lib) = runtime_or_skip("ort_lib_flag_names_the_library") {
+            let lib = lib.path.to_string_lossy().to_string();
+            let out = run(&["--ort-lib", &lib, "--ort-opt", "basic"], Some("/nonexistent/env/libonnxruntime.so"));
+            assert!(out.status.success(), "the flag should win over ORT_DYLIB_PATH: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let out = run(&["--ort-opt", "fastest"], None);
+        assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("possible values"));
+    }
+
     fn gpu_present() -> bool {
         std::path::Path::new("/dev/nvidia0").exists()
             || Command::new("nvidia-smi").arg("-L").output().map(|o| o.status.success() && !o.stdout.is_empty()).unwrap_or(false)
