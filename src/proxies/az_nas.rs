@@ -30,7 +30,7 @@ use crate::onnx::blocks::block_outputs;
 use crate::onnx::canon::{canonicalize, BnMode, CanonOptions};
 use crate::onnx::ir::Tensor;
 use anyhow::{bail, Context, Result};
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, DMatrixView};
 
 pub const EXPRESSIVITY: Proxy =
     Proxy { name: "az_expressivity", about: "AZ-NAS: Σ over block outputs of the entropy of the channel-covariance spectrum (Kaiming re-init, forward)", compute: expressivity };
@@ -130,22 +130,22 @@ pub fn spectrum_entropy(t: &Tensor) -> Result<f64> {
     }
     let (n, c) = (s[0], s[1]);
     let hw: usize = s[2..].iter().product();
-    let v = t.to_f64_vec();
-    let rows = n * hw;
-    // positions × channels, centred per channel
-    let mut x = DMatrix::<f64>::zeros(rows, c);
-    for b in 0..n {
-        for ch in 0..c {
-            for p in 0..hw {
-                x[(b * hw + p, ch)] = v[(b * c + ch) * hw + p];
-            }
+    let mut v = t.to_f64_vec();
+    let rows = (n * hw) as f64;
+    // centre each channel over the b·h·w positions
+    for ch in 0..c {
+        let m = (0..n).map(|b| v[(b * c + ch) * hw..(b * c + ch + 1) * hw].iter().sum::<f64>()).sum::<f64>() / rows;
+        for b in 0..n {
+            v[(b * c + ch) * hw..(b * c + ch + 1) * hw].iter_mut().for_each(|x| *x -= m);
         }
     }
-    for ch in 0..c {
-        let m = x.column(ch).sum() / rows as f64;
-        x.column_mut(ch).add_scalar_mut(-m);
+    // Σ_b X_bᵀ X_b: sample b's [C, HW] block, row-major, is X_b (HW × C) column-major
+    let mut sigma = DMatrix::<f64>::zeros(c, c);
+    for b in 0..n {
+        let x = DMatrixView::from_slice(&v[b * c * hw..(b + 1) * c * hw], hw, c);
+        sigma += x.transpose() * x;
     }
-    let sigma = (x.transpose() * &x) / rows as f64;
+    sigma /= rows;
     let ev = sigma.symmetric_eigenvalues();
     let sum: f64 = ev.iter().sum();
     Ok(ev.iter().map(|e| e / sum).map(|p| -p * (p + 1e-8).ln()).sum())
@@ -194,21 +194,15 @@ pub fn block_score(g_out: &Tensor, g_in: &Tensor) -> Result<f64> {
         bail!("a block's input gradient {si:?} does not match its output gradient {so:?} after PixelUnshuffle");
     }
     let (n, co, ci, hw) = (so[0], so[1], si[1], so[2] * so[3]);
-    let positions = n * hw;
-    // mat = G_inᵀ G_out / positions, G = positions × channels
-    let mut gi = DMatrix::<f64>::zeros(positions, ci);
-    let mut go = DMatrix::<f64>::zeros(positions, co);
+    // mat = G_inᵀ G_out / positions, G = positions × channels: per sample, the [C, HW]
+    // row-major blocks are HW × C column-major matrices
+    let mut mat = DMatrix::<f64>::zeros(ci, co);
     for b in 0..n {
-        for p in 0..hw {
-            for ch in 0..ci {
-                gi[(b * hw + p, ch)] = vi[(b * ci + ch) * hw + p];
-            }
-            for ch in 0..co {
-                go[(b * hw + p, ch)] = vo[(b * co + ch) * hw + p];
-            }
-        }
+        let gi = DMatrixView::from_slice(&vi[b * ci * hw..(b + 1) * ci * hw], hw, ci);
+        let go = DMatrixView::from_slice(&vo[b * co * hw..(b + 1) * co * hw], hw, co);
+        mat += gi.transpose() * go;
     }
-    let mat = (gi.transpose() * go) / positions as f64;
+    mat /= (n * hw) as f64;
     let sigma = mat.singular_values().iter().copied().fold(0.0, f64::max);
     Ok(-sigma - 1.0 / (sigma + 1e-6) + 2.0)
 }
