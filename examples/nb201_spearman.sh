@@ -4,11 +4,12 @@
 #
 #   examples/nb201_spearman.sh [N] [WORKDIR]
 #
-# N cells (default 200) drawn by `zerocost space list nb201 --sample N --seed 0`, each
-# exported as the zero-cost-proxies paper's NB201 network (16 channels, 5 cells per stage,
-# seed-0 initialisation), scored by a batch job with every proxy (`proxies: all`) on one
-# batch of 64 samples, then `zerocost correlate` against ../shared/data/nb201_accuracy.csv
-# (override with NB201_ACCURACY=FILE). Environment:
+# A batch job over N cells of the NB201 space (default 200; `space: {sample: N, seed: 0}`,
+# the cells `zerocost space list nb201 --sample N --seed 0` prints), each generated in memory
+# as the zero-cost-proxies paper's NB201 network (16 channels, 5 cells per stage, seed-0
+# initialisation) and scored with every proxy (`proxies: all`) on one batch of 64 samples,
+# with its CIFAR-10 test accuracy from ../shared/data/nb201_accuracy.csv (override with
+# NB201_ACCURACY=FILE) in its metadata; then `zerocost correlate`. Environment:
 #   DATA    data source of the job (default synthetic; e.g. cifar10:/data/cifar-10-batches-bin
 #           with NORMALIZE=cifar10 for the paper's setting)
 #   ENGINE  ort-cpu (default; needs an ONNX Runtime library, e.g. `pip install onnxruntime`)
@@ -29,27 +30,18 @@ WORKERS=${WORKERS:-2}
 
 cargo build --release --features ort --quiet
 ZC=target/release/zerocost
-mkdir -p "$WORK/models"
+mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
-
-# the sample, its networks and their accuracies (model name = cell index in the sample)
-$ZC space list nb201 --sample "$N" --seed 0 > "$WORK/cells.txt"
-echo "model,accuracy" > "$WORK/truth.csv"
-i=0
-while IFS= read -r arch; do
-    name=$(printf 'cell_%04d' "$i")
-    [ -f "$WORK/models/$name.onnx" ] || $ZC space export nb201 "$arch" -o "$WORK/models/$name.onnx" 2>/dev/null
-    acc=$(awk -F, -v a="$arch" '$1 == a { print $2; exit }' "$ACC")
-    [ -n "$acc" ] || { echo "no accuracy for $arch in $ACC" >&2; exit 1; }
-    echo "$name,$acc" >> "$WORK/truth.csv"
-    i=$((i + 1))
-done < "$WORK/cells.txt"
-paste -d, <(cut -d, -f1 "$WORK/truth.csv") <(echo arch; cat "$WORK/cells.txt") > "$WORK/cells.csv"
+ACC=$(cd "$(dirname "$ACC")" && pwd)/$(basename "$ACC")
 
 cat > "$WORK/job.yaml" <<EOF
 name: nb201-spearman-$N
-root: .
-models: [models]
+space:
+  name: nb201
+  sample: $N
+  seed: 0
+  truth: $ACC
+  truth_column: cifar10_test
 proxies: [all]
 data: $DATA
 ${NORMALIZE:+normalize: $NORMALIZE}
@@ -61,8 +53,8 @@ workers: $WORKERS
 output: results.jsonl
 EOF
 $ZC batch "$WORK/job.yaml"
-$ZC correlate "$WORK/results.jsonl" --truth "$WORK/truth.csv" --format csv -o "$WORK/spearman.csv"
-$ZC correlate "$WORK/results.jsonl" --truth "$WORK/truth.csv"
+$ZC correlate "$WORK/results.jsonl" --format csv -o "$WORK/spearman.csv"
+$ZC correlate "$WORK/results.jsonl"
 
 # NAS-Bench-Suite-Zero's own proxy values (NASLib's 725-cell sample, other weights and
 # data), ranked by the same `zerocost correlate` against the same accuracy column
