@@ -197,6 +197,8 @@ fn main() {
     cli.ort.apply();
     let code = match run(cli) {
         Ok(code) => code,
+        // the reader of our output went away (`| head`): not an error
+        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => 0,
         Err(e) => {
             eprintln!("zerocost: {e:#}");
             2
@@ -306,8 +308,8 @@ fn run(cli: Cli) -> Result<i32> {
             let m = Model::load(&model)?;
             let info = inspect::inspect(&m, batch_size, shape.shape(), shape.bn)?;
             match format {
-                Format::Json | Format::Jsonl => println!("{}", serde_json::to_string_pretty(&info)?),
-                Format::Table | Format::Csv => print!("{}", inspect::render(&info)),
+                Format::Json | Format::Jsonl => std::io::stdout().write_all((serde_json::to_string_pretty(&info)? + "\n").as_bytes())?,
+                Format::Table | Format::Csv => std::io::stdout().write_all(inspect::render(&info).as_bytes())?,
             }
             Ok(0)
         }

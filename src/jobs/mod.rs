@@ -136,15 +136,19 @@ pub fn batch(args: BatchArgs) -> Result<i32> {
         None => plural(models.len(), "model"),
     };
     if args.dry_run {
-        println!("{}: {scope}; proxies {}; output {}", job.name, job.proxies.join(","), output.display());
+        let mut text = format!("{}: {scope}; proxies {}; output {}\n", job.name, job.proxies.join(","), output.display());
         for m in &models {
             if m.metadata.is_empty() {
-                println!("{}", m.id);
+                text.push_str(&format!("{}\n", m.id));
             } else {
-                println!("{}  {}", m.id, serde_json::Value::Object(m.metadata.clone()));
+                text.push_str(&format!("{}  {}\n", m.id, serde_json::Value::Object(m.metadata.clone())));
             }
         }
-        return Ok(0);
+        // `| head` closing the pipe is not an error
+        return match std::io::stdout().write_all(text.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(0),
+        };
     }
     let mut store = store::Store::open(&output, args.force, args.retry_failed)?;
     if store.repaired > 0 {

@@ -266,7 +266,7 @@ pub fn space(args: SpaceArgs) -> Result<i32> {
                            "params": params, "channels": net.channels.unwrap_or(128), "neighbours": s.neighbours().len()})
                 }
             };
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            std::io::stdout().write_all((serde_json::to_string_pretty(&v)? + "\n").as_bytes())?;
             Ok(0)
         }
     }
