@@ -165,6 +165,16 @@ fn az_nas_names_its_four_components_and_search_needs_a_truth_table() {
     // NAS-Bench-201: the stem and 17 cells, as the authors' extract_cell_features
     assert_eq!(v["details"]["az_expressivity"]["features"].as_array().unwrap().len(), 18);
     assert_eq!(v["details"]["az_trainability"]["blocks"].as_array().unwrap().len(), 17);
+    // a network without feature maps has no blocks: an error naming why, the others still run
+    let out = zerocost()
+        .args(["score", "models/tiny_mlp.onnx", "--proxy", "az_nas,params", "--format", "json", "--batch-size", "4"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["scores"]["az_trainability"].is_null() && v["scores"]["params"].is_number());
+    assert!(v["errors"]["az_expressivity"].as_str().unwrap().contains("at least two block outputs"), "{}", v["errors"]);
     // a rank aggregate gives no fitness of its own
     let out = zerocost().args(["search", "--space", "nb201", "--proxy", "az_nas", "--budget", "2", "--warmup", "2"]).current_dir(&root).output().unwrap();
     assert!(!out.status.success());
