@@ -119,17 +119,18 @@ enum Command {
         normalize: Option<String>,
         #[command(flatten)]
         shape: ShapeArgs,
-        /// Engine: tract (embedded CPU engine), or with the `ort` feature ort-cpu, ort-cuda,
-        /// ort (CUDA if available). ONNX Runtime settings: --ort-lib, --device-id, --ort-opt
-        /// (or ORT_DYLIB_PATH/ZEROCOST_ORT_LIB, ZEROCOST_CUDA_DEVICE, ZEROCOST_ORT_OPT).
-        #[arg(long, default_value = "tract")]
+        /// Engine: auto (ONNX Runtime's CPU provider when its library is found, else tract),
+        /// tract (embedded CPU engine), ort-cpu, ort-cuda, ort (CUDA if available). ONNX
+        /// Runtime settings: --ort-lib, --device-id, --ort-opt (or ORT_DYLIB_PATH/ZEROCOST_ORT_LIB,
+        /// ZEROCOST_CUDA_DEVICE, ZEROCOST_ORT_OPT).
+        #[arg(long, default_value = "auto")]
         engine: String,
-        /// Threads for the engine's kernels.
-        #[arg(long, default_value_t = 1)]
+        /// Threads for the engine's kernels (0: every core).
+        #[arg(long, default_value_t = 0)]
         threads: usize,
-        /// Floating-point precision of the data passes: f64 (default) or f32 (as the paper's
-        /// code; synflow is always f64).
-        #[arg(long, default_value = "f64", value_parser = ["f32", "f64"])]
+        /// Floating-point precision of the data passes: f32 (default, as the paper's code) or
+        /// f64 (synflow is always f64).
+        #[arg(long, default_value = "f32", value_parser = ["f32", "f64"])]
         precision: String,
         /// Also report per-layer values.
         #[arg(long)]

@@ -134,8 +134,7 @@ mod with_ort {
         let model = Model::load(&case.model).unwrap();
         let batch = case.batch();
         let names = ["grad_norm", "synflow", "synflow_bn"];
-        let opts = ScoreOptions::default();
-        assert!(opts.float64);
+        let opts = ScoreOptions { float64: true, ..Default::default() };
         let a = find_measures(&model, &batch, &names, &TractEngine::default(), &opts);
         let b = find_measures(&model, &batch, &names, &OrtEngine::cpu(1).unwrap(), &opts);
         for n in names {

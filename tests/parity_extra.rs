@@ -124,7 +124,7 @@ fn nwot_counts_pytorch_relu_calls() {
         let Some(want) = case.reference["details"]["nwot"]["relu_calls"].as_u64() else { continue };
         let model = Model::load(&case.model).unwrap();
         let batch = case.batch();
-        let r = find_measures(&model, &batch, &["nwot"], &TractEngine::default(), &ScoreOptions::default());
+        let r = find_measures(&model, &batch, &["nwot"], &TractEngine::default(), &ScoreOptions { float64: true, ..Default::default() });
         let d = r["nwot"].value.as_ref().unwrap().details.clone().unwrap();
         assert_eq!(d["relu_calls"].as_u64(), Some(want), "{}: {d}", case.name);
     }

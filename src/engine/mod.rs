@@ -9,6 +9,14 @@ use crate::onnx::ir::{Graph, Tensor};
 use anyhow::Result;
 use indexmap::IndexMap;
 
+/// The program an engine runs for `graph`: composite ops lowered to standard ONNX
+/// (`onnx::composite`) and nodes that no output needs removed.
+pub fn prepare(graph: &Graph) -> Result<Graph> {
+    let mut g = crate::onnx::composite::lower(graph)?.into_owned();
+    g.prune();
+    Ok(g)
+}
+
 /// Named outputs of one run, in the graph's output order.
 pub type Outputs = IndexMap<String, Tensor>;
 
@@ -24,17 +32,34 @@ pub trait Program: Send + Sync {
     fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Outputs>;
 }
 
-/// Builds an engine by name: `tract` (default) or, with the `ort` feature, `ort-cpu`,
+/// Builds an engine by name: `auto` (the default: ONNX Runtime's CPU provider when its
+/// library can be loaded, else tract), `tract` or, with the `ort` feature, `ort-cpu`,
 /// `ort-cuda` and `ort`.
 pub fn by_name(name: &str) -> Result<Box<dyn Engine>> {
     by_name_with_threads(name, 1)
 }
 
+/// Threads to use for a requested count (0 = every core).
+pub fn resolve_threads(threads: usize) -> usize {
+    if threads > 0 {
+        return threads;
+    }
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
 /// As [`by_name`], with a thread count for the engine's kernels (tract's matrix products;
-/// ONNX Runtime's intra-op threads, where 0 lets it choose).
+/// ONNX Runtime's intra-op threads); 0 means every core.
 pub fn by_name_with_threads(name: &str, threads: usize) -> Result<Box<dyn Engine>> {
+    let threads = resolve_threads(threads);
     match name {
         "tract" => Ok(Box::new(tract::TractEngine::with_threads(threads))),
+        #[cfg(feature = "ort")]
+        "auto" => match ort::OrtEngine::cpu(threads) {
+            Ok(e) => Ok(Box::new(e)),
+            Err(_) => Ok(Box::new(tract::TractEngine::with_threads(threads))),
+        },
+        #[cfg(not(feature = "ort"))]
+        "auto" => Ok(Box::new(tract::TractEngine::with_threads(threads))),
         #[cfg(feature = "ort")]
         "ort" | "ort-cpu" | "ort-cuda" => Ok(Box::new(ort::OrtEngine::by_name(name, threads)?)),
         #[cfg(not(feature = "ort"))]
@@ -42,8 +67,8 @@ pub fn by_name_with_threads(name: &str, threads: usize) -> Result<Box<dyn Engine
             "engine '{name}' needs ONNX Runtime support, which this build of zerocost does not have: rebuild with `cargo build --release --features ort`"
         ),
         #[cfg(feature = "ort")]
-        other => anyhow::bail!("unknown engine '{other}' (available: tract, ort-cpu, ort-cuda, ort)"),
+        other => anyhow::bail!("unknown engine '{other}' (available: auto, tract, ort-cpu, ort-cuda, ort)"),
         #[cfg(not(feature = "ort"))]
-        other => anyhow::bail!("unknown engine '{other}' (available: tract; ort-cpu, ort-cuda and ort with the `ort` feature)"),
+        other => anyhow::bail!("unknown engine '{other}' (available: auto, tract; ort-cpu, ort-cuda and ort with the `ort` feature)"),
     }
 }

@@ -418,6 +418,7 @@ impl Engine for OrtEngine {
     }
 
     fn load(&self, graph: &Graph) -> Result<Box<dyn Program>> {
+        let graph = &super::prepare(graph)?;
         if has_f64(graph) {
             // Programs partly in float64 (e.g. batch statistics accumulated in float64) run
             // on ONNX Runtime when it has every kernel; float64 convolutions and pools
@@ -442,7 +443,11 @@ impl Engine for OrtEngine {
                 }
             };
         }
+        let start = std::time::Instant::now();
         let session = self.session(graph).with_context(|| format!("{}: ONNX Runtime could not prepare the program", graph.source))?;
+        if std::env::var_os("ZEROCOST_DEBUG").is_some() {
+            eprintln!("ort: prepared {} nodes in {:.3}s", graph.nodes.len(), start.elapsed().as_secs_f64());
+        }
         Ok(Box::new(OrtProgram::new(session, graph)))
     }
 }
@@ -506,6 +511,7 @@ impl Program for OrtProgram {
             feed.push((name.clone(), to_ort(t)?));
         }
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let start = std::time::Instant::now();
         let res = catch_unwind(AssertUnwindSafe(|| -> Result<Outputs> {
             let out = session.run(feed).map_err(oe)?;
             let mut map = Outputs::new();
@@ -515,6 +521,9 @@ impl Program for OrtProgram {
             }
             Ok(map)
         }));
+        if std::env::var_os("ZEROCOST_DEBUG").is_some() {
+            eprintln!("ort: ran in {:.3}s", start.elapsed().as_secs_f64());
+        }
         match res {
             Ok(Ok(m)) => Ok(m),
             Ok(Err(e)) => bail!("{}: ONNX Runtime run failed: {e:#}", self.source),

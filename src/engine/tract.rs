@@ -68,6 +68,7 @@ impl Engine for TractEngine {
     }
 
     fn load(&self, graph: &Graph) -> Result<Box<dyn Program>> {
+        let graph = &super::prepare(graph)?;
         let graph = &*adapt_float64(graph)?;
         let proto = to_model_proto(graph);
         let mut facts = Vec::new();

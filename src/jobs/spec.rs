@@ -346,11 +346,11 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
         c.err(&[key("bn")], format!("{e:#}"));
         BnMode::Batch
     });
-    let precision = c.get::<String>(map, &[key("precision")], "f64 or f32").unwrap_or_else(|| "f64".into());
+    let precision = c.get::<String>(map, &[key("precision")], "f64 or f32").unwrap_or_else(|| "f32".into());
     if precision != "f64" && precision != "f32" {
         c.err(&[key("precision")], format!("unknown precision `{precision}` (f64 or f32)"));
     }
-    let engine = c.get::<String>(map, &[key("engine")], "an engine name").unwrap_or_else(|| "tract".into());
+    let engine = c.get::<String>(map, &[key("engine")], "an engine name").unwrap_or_else(|| "auto".into());
     if let Err(e) = crate::engine::by_name(&engine) {
         c.err(&[key("engine")], format!("{e:#}"));
     }

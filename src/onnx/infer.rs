@@ -205,6 +205,9 @@ fn same(t: &TypeInfo) -> Vec<TypeInfo> {
 fn infer_inner(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
     let x = || input(g, n, 0);
     let op = n.op.as_str();
+    if super::composite::is_composite(op) {
+        return super::composite::infer(g, n);
+    }
     Ok(match op {
         // unary, same type
         "Relu" | "LeakyRelu" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Exp" | "Log" | "Sqrt"

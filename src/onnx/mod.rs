@@ -3,6 +3,7 @@
 pub mod blocks;
 pub mod builder;
 pub mod canon;
+pub mod composite;
 pub mod fold;
 pub mod geometry;
 pub mod infer;

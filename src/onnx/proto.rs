@@ -287,7 +287,8 @@ pub fn to_model_proto(g: &Graph) -> pb::ModelProto {
     }
 }
 
+/// Writes `g` as an ONNX file, its composite ops lowered to standard ONNX.
 pub fn write_model(g: &Graph, path: &Path) -> Result<()> {
-    let bytes = to_model_proto(g).encode_to_vec();
+    let bytes = to_model_proto(&*super::composite::lower(g)?).encode_to_vec();
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -11,23 +11,12 @@ pub const PROXY: Proxy = Proxy { name: "fisher", about: "Σ_k ½·mean_n(Σ_spat
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
     let (layers, lr) = (ctx.layers()?, ctx.loss()?);
     let mut per = Vec::with_capacity(layers.len());
-    for (l, (a, da)) in layers.iter().zip(&lr.activations) {
-        let s = a.shape();
-        if s.len() < 2 {
-            bail!("layer {} has output of shape {s:?}", l.node);
-        }
-        // channels on axis 1 for Conv/Gemm outputs; for MatMul outputs, the last axis
-        let (n, k) = (s[0], if l.op == "MatMul" { s[s.len() - 1] } else { s[1] });
-        let (av, dv) = (a.to_f64_vec(), da.to_f64_vec());
-        let mut g = vec![0.0; n * k];
-        let per_sample = av.len() / n;
-        for i in 0..n {
-            for j in 0..per_sample {
-                let idx = i * per_sample + j;
-                let ch = if l.op == "MatMul" { j % k } else { j / (per_sample / k) };
-                g[i * k + ch] += av[idx] * dv[idx];
-            }
-        }
+    for (l, sums) in layers.iter().zip(&lr.fisher_sums) {
+        let (n, k) = match sums.shape() {
+            &[n, k] => (n, k),
+            s => bail!("layer {}: fisher's sums have shape {s:?}", l.node),
+        };
+        let g = sums.to_f64_vec();
         let numel: usize = l.weight_shape.iter().product();
         let per_channel_weights = numel as f64 / l.out_channels as f64;
         let total: f64 = (0..k)

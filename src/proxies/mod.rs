@@ -143,16 +143,17 @@ pub struct ScoreOptions {
     pub bn: BnMode,
     /// Full input shape for models with symbolic dimensions (batch entry is replaced).
     pub input_shape: Option<Vec<usize>>,
-    /// Run the data passes in float64 (default). The paper's code runs float32, whose
+    /// Run the data passes in float64 (default false: float32, as the paper's code). float32
     /// rounding moves cancelling sums (plain, grasp, fisher) by up to 1e-3 relative on deep
-    /// networks; float64 gives the values float32 approximates, for about 20% more time.
+    /// networks; float64 gives the values float32 approximates, at 2-3× the time on tract
+    /// (ONNX Runtime's CPU provider has no float64 convolution: such programs run on tract).
     /// synflow always runs in float64.
     pub float64: bool,
 }
 
 impl Default for ScoreOptions {
     fn default() -> Self {
-        ScoreOptions { bn: BnMode::Batch, input_shape: None, float64: true }
+        ScoreOptions { bn: BnMode::Batch, input_shape: None, float64: false }
     }
 }
 
@@ -174,8 +175,12 @@ pub struct Base {
 pub struct LossResults {
     pub loss: f64,
     pub weight_grads: Vec<Tensor>,
-    /// Per scored layer: (activation, gradient of the loss w.r.t. it).
-    pub activations: Vec<(Tensor, Tensor)>,
+    /// Per scored layer: Σ over the non-channel axes of a·∂L/∂a, [N, channels] (fisher).
+    pub fisher_sums: Vec<Tensor>,
+    /// GraSP's Hg, when the run computed it with the loss.
+    hg: Option<Vec<Tensor>>,
+    /// ∂(Σ outputs)/∂input, when the run computed it with the loss.
+    jacobian: Option<Tensor>,
 }
 
 pub struct SynflowResults {
@@ -189,6 +194,9 @@ pub struct Ctx<'a> {
     pub batch: &'a Batch,
     pub engine: &'a dyn Engine,
     pub opts: &'a ScoreOptions,
+    /// The proxies this context will be asked for (empty: unknown), so that one loss
+    /// program computes every product they need from one forward pass.
+    wanted: Vec<String>,
     base: OnceCell<Result<Base, String>>,
     loss: OnceCell<Result<LossResults, String>>,
     hg: OnceCell<Result<Vec<Tensor>, String>>,
@@ -205,11 +213,17 @@ fn cached<T>(cell: &OnceCell<Result<T, String>>, f: impl FnOnce() -> Result<T>) 
 
 impl<'a> Ctx<'a> {
     pub fn new(model: &'a Model, batch: &'a Batch, engine: &'a dyn Engine, opts: &'a ScoreOptions) -> Ctx<'a> {
+        Ctx::for_proxies(model, batch, engine, opts, &[])
+    }
+
+    /// A context that will be asked for the proxies `names`.
+    pub fn for_proxies(model: &'a Model, batch: &'a Batch, engine: &'a dyn Engine, opts: &'a ScoreOptions, names: &[&str]) -> Ctx<'a> {
         Ctx {
             model,
             batch,
             engine,
             opts,
+            wanted: names.iter().map(|s| s.to_string()).collect(),
             base: OnceCell::new(),
             loss: OnceCell::new(),
             hg: OnceCell::new(),
@@ -260,25 +274,46 @@ impl<'a> Ctx<'a> {
         Ok(s[1..].iter().product())
     }
 
-    /// Cross-entropy on the batch; gradients w.r.t. scored weights and layer outputs.
+    fn wants(&self, names: &[&str]) -> bool {
+        self.wanted.iter().any(|w| names.contains(&w.as_str()))
+    }
+
+    /// Whether the loss pass will run (a proxy that reads it is wanted).
+    fn loss_planned(&self) -> bool {
+        self.wants(&["grad_norm", "snip", "grasp", "fisher", "plain"])
+    }
+
+    /// Cross-entropy on the batch; gradients w.r.t. scored weights; fisher's sums (unless
+    /// the proxies wanted are known and fisher is not among them); and, sharing the forward
+    /// pass, GraSP's Hg and the input Jacobian when those are wanted too.
     pub fn loss(&self) -> Result<&LossResults> {
         cached(&self.loss, || {
             let base = self.base()?;
-            let p = passes::loss_program(&base.graph, &base.layers, true, false)?;
+            let extras = passes::LossExtras {
+                fisher: self.wanted.is_empty() || self.wants(&["fisher"]),
+                input_grad: false,
+                grasp: self.wants(&["grasp"]),
+                jacobian: self.wants(&["jacob_cov", "epe_nas"]),
+            };
+            let p = passes::loss_program_with(&base.graph, &base.layers, extras)?;
             let x = self.input_tensor(&base.graph)?;
             let t = passes::target_tensor(&self.batch.targets, self.classes(&base.graph)?, self.dtype())?;
-            let out = passes::load_and_run(self.engine, &p.graph, &[(&base.graph.inputs[0], &x), (passes::TARGETS, &t)])?;
+            let mut bind: Vec<(&str, &Tensor)> = vec![(&base.graph.inputs[0], &x), (passes::TARGETS, &t)];
+            let seed = if extras.jacobian { Some(passes::seed_ones(&base.graph)?) } else { None };
+            if let Some(s) = &seed {
+                bind.push((passes::SEED, s));
+            }
+            let mut out = passes::load_and_run(self.engine, &p.graph, &bind)?;
             let loss = passes::output(&out, passes::LOSS)?.to_f64_vec()[0];
             if !loss.is_finite() {
                 bail!("the loss is {loss} (NaN or infinite) on this batch");
             }
-            let weight_grads = p.weight_grads.iter().map(|n| passes::output(&out, n).cloned()).collect::<Result<_>>()?;
-            let activations = p
-                .activations
-                .iter()
-                .map(|(a, d)| Ok((passes::output(&out, a)?.clone(), passes::output(&out, d)?.clone())))
-                .collect::<Result<_>>()?;
-            Ok(LossResults { loss, weight_grads, activations })
+            let mut take = |n: &String| out.shift_remove(n).ok_or_else(|| anyhow!("program output '{n}' missing"));
+            let weight_grads = p.weight_grads.iter().map(&mut take).collect::<Result<_>>()?;
+            let fisher_sums = p.fisher_sums.iter().map(&mut take).collect::<Result<_>>()?;
+            let hg = if extras.grasp { Some(p.hg.iter().map(&mut take).collect::<Result<_>>()?) } else { None };
+            let jacobian = p.jacobian.as_ref().map(&mut take).transpose()?;
+            Ok(LossResults { loss, weight_grads, fisher_sums, hg, jacobian })
         })
     }
 
@@ -287,6 +322,9 @@ impl<'a> Ctx<'a> {
         cached(&self.hg, || {
             let base = self.base()?;
             let lr = self.loss()?;
+            if let Some(hg) = &lr.hg {
+                return Ok(hg.clone());
+            }
             let p = passes::grasp_program(&base.graph, &base.layers)?;
             let x = self.input_tensor(&base.graph)?;
             let t = passes::target_tensor(&self.batch.targets, self.classes(&base.graph)?, self.dtype())?;
@@ -302,6 +340,11 @@ impl<'a> Ctx<'a> {
     /// ∂(Σ outputs)/∂input, one row per sample.
     pub fn jacobian(&self) -> Result<&Tensor> {
         cached(&self.jacobian, || {
+            if self.loss_planned() {
+                if let Some(j) = &self.loss()?.jacobian {
+                    return Ok(j.clone());
+                }
+            }
             let base = self.base()?;
             let input = base.graph.inputs[0].clone();
             let (g, grads) = passes::sum_output_program(&base.graph, std::slice::from_ref(&input))?;
@@ -361,7 +404,7 @@ pub fn sum_pairs(w: &Tensor, g: &Tensor, f: impl Fn(f64, f64) -> f64) -> f64 {
 /// Scores `model` on `batch` with the named proxies (the paper's `find_measures`).
 /// A proxy that fails gets an error and the others still run.
 pub fn find_measures(model: &Model, batch: &Batch, names: &[&str], engine: &dyn Engine, opts: &ScoreOptions) -> IndexMap<String, ProxyResult> {
-    let ctx = Ctx::new(model, batch, engine, opts);
+    let ctx = Ctx::for_proxies(model, batch, engine, opts, names);
     let reg = registry();
     let mut out = IndexMap::new();
     for name in names {

@@ -1,15 +1,18 @@
 //! The programs proxies share. Each is built from the canonical graph once per model and
 //! run once per batch; proxies read their results (see `Ctx` in mod.rs):
-//! - loss pass: cross-entropy, gradients w.r.t. every scored weight and every scored
-//!   layer's output activation (grad_norm, plain, snip, fisher, GraSP's first gradient);
-//! - GraSP pass: the Hessian-gradient product Hg, the gradient of z = Σ g·∂L/∂W with g fed
-//!   as a constant input (the reverse pass applied twice);
-//! - Jacobian pass: ∂(Σ outputs)/∂input (jacob_cov);
+//! - loss pass: cross-entropy, gradients w.r.t. every scored weight and fisher's per-channel
+//!   sums (grad_norm, plain, snip, fisher), and in the same program, sharing its forward
+//!   pass, what else the proxies asked for: GraSP's Hessian-gradient product Hg (the
+//!   gradient of z = Σ g·∂L/∂W with g = ∂L/∂W held constant: the reverse pass applied
+//!   twice) and the input Jacobian ∂(Σ outputs)/∂input (jacob_cov);
+//! - GraSP pass and Jacobian pass: the same products in programs of their own, when no
+//!   loss pass is run;
 //! - synflow pass: BN removed (or kept), |parameters|, float64, one all-ones sample.
 
 use crate::autodiff::append_gradients;
 use crate::engine::{Engine, Outputs};
 use crate::onnx::builder::Builder;
+use crate::onnx::composite::STOP_GRADIENT;
 use crate::onnx::ir::{Attr, DType, Graph, Tensor};
 use crate::onnx::layers::ScoredLayer;
 use anyhow::{anyhow, bail, Result};
@@ -70,17 +73,39 @@ fn ones_like(b: &mut Builder, t: &str) -> Result<String> {
     Ok(b.constant(Tensor::full(info.dtype, &info.shape, 1.0)))
 }
 
-/// Loss-pass program: outputs logits, loss, then per layer dW, then (if `activations`) per
-/// layer the activation and its gradient, then (if `input_grad`) dL/dinput.
+/// What a loss program computes besides the loss and the gradients of the scored weights.
+/// Everything asked for shares the program's one forward pass (and GraSP its backward).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LossExtras {
+    /// Per scored layer, Σ over the non-channel axes of a·∂L/∂a ([N, channels]; fisher).
+    pub fisher: bool,
+    /// dL/dinput.
+    pub input_grad: bool,
+    /// GraSP's Hg = ∂(Σ g·∂L/∂W)/∂W per scored layer, g = ∂L/∂W held constant.
+    pub grasp: bool,
+    /// ∂(Σ outputs)/∂input (jacob_cov, epe_nas), a second backward pass seeded by ones.
+    pub jacobian: bool,
+}
+
+/// Loss-pass program: outputs logits, loss, per layer dW, then what `extras` asks for.
 pub struct LossProgram {
     pub graph: Graph,
     pub logits: String,
     pub weight_grads: Vec<String>,
-    pub activations: Vec<(String, String)>,
+    /// Per scored layer (with `fisher`): Σ_spatial a·∂L/∂a as [N, channels].
+    pub fisher_sums: Vec<String>,
     pub input_grad: Option<String>,
+    /// Per scored layer (with `grasp`).
+    pub hg: Vec<String>,
+    /// With `jacobian`; bind [`SEED`] to ones shaped like the output.
+    pub jacobian: Option<String>,
 }
 
-pub fn loss_program(base: &Graph, layers: &[ScoredLayer], activations: bool, input_grad: bool) -> Result<LossProgram> {
+pub fn loss_program(base: &Graph, layers: &[ScoredLayer], fisher: bool, input_grad: bool) -> Result<LossProgram> {
+    loss_program_with(base, layers, LossExtras { fisher, input_grad, ..Default::default() })
+}
+
+pub fn loss_program_with(base: &Graph, layers: &[ScoredLayer], extras: LossExtras) -> Result<LossProgram> {
     let mut g = base.clone();
     let logits = g.outputs[0].clone();
     let loss = add_loss(&mut g)?;
@@ -89,28 +114,63 @@ pub fn loss_program(base: &Graph, layers: &[ScoredLayer], activations: bool, inp
         ones_like(&mut b, &loss)?
     };
     let mut wrt: Vec<String> = layers.iter().map(|l| l.weight.clone()).collect();
-    if activations {
+    if extras.fisher {
         wrt.extend(layers.iter().map(|l| l.output.clone()));
     }
     let input = base.inputs[0].clone();
-    if input_grad {
-        wrt.push(input);
+    if extras.input_grad {
+        wrt.push(input.clone());
     }
     let grads = append_gradients(&mut g, &[(loss.clone(), one)], &wrt)?;
     let nl = layers.len();
     let weight_grads = grads[..nl].to_vec();
-    let acts: Vec<(String, String)> =
-        if activations { layers.iter().zip(&grads[nl..2 * nl]).map(|(l, d)| (l.output.clone(), d.clone())).collect() } else { vec![] };
-    let input_grad = if input_grad { grads.last().cloned() } else { None };
+    let mut fisher_sums = Vec::new();
+    if extras.fisher {
+        let mut b = Builder::new(&mut g, "fisher");
+        for (l, da) in layers.iter().zip(&grads[nl..2 * nl]) {
+            let r = b.shape(&l.output)?.len();
+            if r < 2 {
+                bail!("layer {} has an output of rank {r}", l.node);
+            }
+            // channels on axis 1 for Conv/Gemm outputs; for MatMul outputs, the last axis
+            let axes: Vec<usize> = if l.op == "MatMul" { (1..r - 1).collect() } else { (2..r).collect() };
+            let p = b.mul(&l.output, da)?;
+            fisher_sums.push(b.reduce_sum(&p, &axes, false)?);
+        }
+    }
+    let input_grad = if extras.input_grad { grads.last().cloned() } else { None };
+    let mut hg = Vec::new();
+    if extras.grasp {
+        // z = Σ_layers Σ stop_gradient(dW)·dW; Hg = ∂z/∂W reuses this program's forward
+        // pass and first backward pass instead of recomputing them
+        let mut b = Builder::new(&mut g, "grasp");
+        let mut terms = Vec::new();
+        for dw in &weight_grads {
+            let fixed = b.op(STOP_GRADIENT, &[dw], vec![])?;
+            let p = b.mul(&fixed, dw)?;
+            let axes: Vec<usize> = (0..b.shape(dw)?.len()).collect();
+            terms.push(b.reduce_sum(&p, &axes, false)?);
+        }
+        let z = b.sum(&terms)?;
+        let one = ones_like(&mut b, &z)?;
+        let w: Vec<String> = layers.iter().map(|l| l.weight.clone()).collect();
+        hg = append_gradients(&mut g, &[(z, one)], &w)?;
+    }
+    let mut jacobian = None;
+    if extras.jacobian {
+        let info = g.info(&logits)?.clone();
+        g.inputs.push(SEED.into());
+        g.types.insert(SEED.into(), info);
+        jacobian = Some(append_gradients(&mut g, &[(logits.clone(), SEED.into())], std::slice::from_ref(&input))?.remove(0));
+    }
     g.outputs = vec![logits.clone(), loss];
     g.outputs.extend(weight_grads.iter().cloned());
-    for (a, d) in &acts {
-        g.outputs.push(a.clone());
-        g.outputs.push(d.clone());
-    }
+    g.outputs.extend(fisher_sums.iter().cloned());
     g.outputs.extend(input_grad.iter().cloned());
+    g.outputs.extend(hg.iter().cloned());
+    g.outputs.extend(jacobian.iter().cloned());
     dedup_outputs(&mut g);
-    Ok(LossProgram { graph: g, logits, weight_grads, activations: acts, input_grad })
+    Ok(LossProgram { graph: g, logits, weight_grads, fisher_sums, input_grad, hg, jacobian })
 }
 
 /// Engines want distinct output names; a tensor listed twice is exposed once.

@@ -89,7 +89,8 @@ impl NetworkOracle {
             group: vec![proxy],
             shared: Default::default(),
             batch,
-            opts: ScoreOptions::default(),
+            // float64 passes, as the settings string records
+            opts: ScoreOptions { float64: true, ..Default::default() },
             jobs: jobs.max(1),
             settings,
             progress: false,

@@ -23,6 +23,7 @@ pub type Rule = fn(&mut Builder, &Node, &[Option<String>], &[bool]) -> Result<Ve
 pub const NON_DIFFERENTIABLE: &[&str] = &[
     "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "ArgMax", "ArgMin",
     "Shape", "Size", "Floor", "Ceil", "Round", "Sign", "IsNaN", "IsInf", "ConstantOfShape", "Range", "OneHot",
+    crate::onnx::composite::STOP_GRADIENT,
 ];
 
 fn no_gradient(_: &mut Builder, n: &Node, _: &[Option<String>], _: &[bool]) -> Result<Vec<Option<String>>> {

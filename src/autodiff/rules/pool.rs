@@ -4,7 +4,7 @@
 //! back in place with shifted Pads and an interleave, and Resize sums the copies of each
 //! input value.
 
-use super::conv::{kernel_offsets, window_slice};
+use crate::onnx::composite::{kernel_offsets, window_slice};
 use super::{gy0, Rule};
 use crate::onnx::builder::Builder;
 use crate::onnx::geometry::{window, Window};
