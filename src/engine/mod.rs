@@ -9,14 +9,6 @@ use crate::onnx::ir::{Graph, Tensor};
 use anyhow::Result;
 use indexmap::IndexMap;
 
-/// The program an engine runs for `graph`: composite ops lowered to standard ONNX
-/// (`onnx::composite`) and nodes that no output needs removed.
-pub fn prepare(graph: &Graph) -> Result<Graph> {
-    let mut g = crate::onnx::composite::lower(graph)?.into_owned();
-    g.prune();
-    Ok(g)
-}
-
 /// Named outputs of one run, in the graph's output order.
 pub type Outputs = IndexMap<String, Tensor>;
 

@@ -30,6 +30,7 @@
 
 use super::tract::TractEngine;
 use super::{Engine, Outputs, Program};
+use crate::onnx::composite::{program_for, Target};
 use crate::onnx::ir::{DType, Graph, Node, Tensor, TypeInfo};
 use crate::onnx::proto::to_model_proto;
 use anyhow::{anyhow, bail, Context, Result};
@@ -368,6 +369,10 @@ impl OrtEngine {
         // BatchNormalization (SPEC). zerocost's programs have BN expanded into primitive ops,
         // so it cannot matter for them; it stays off for any graph (it only saves memory).
         b = b.with_disabled_optimizers("ConstantSharing").map_err(oe)?;
+        // ONNX Runtime's profiler: one JSON trace per program, named after this prefix
+        if let Some(prefix) = std::env::var_os("ZEROCOST_ORT_PROFILE") {
+            b = b.with_profiling(prefix).map_err(oe)?;
+        }
         let providers = self.providers();
         if !providers.is_empty() {
             b = b.with_execution_providers(providers).map_err(oe)?;
@@ -418,7 +423,7 @@ impl Engine for OrtEngine {
     }
 
     fn load(&self, graph: &Graph) -> Result<Box<dyn Program>> {
-        let graph = &super::prepare(graph)?;
+        let graph = &program_for(graph, Target::Onnx)?;
         if has_f64(graph) {
             // Programs partly in float64 (e.g. batch statistics accumulated in float64) run
             // on ONNX Runtime when it has every kernel; float64 convolutions and pools

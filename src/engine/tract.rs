@@ -3,6 +3,7 @@
 
 use super::{Engine, Outputs, Program};
 use crate::onnx::builder::Builder;
+use crate::onnx::composite::{program_for, Target};
 use crate::onnx::ir::{Attr, DType, Graph, Tensor};
 use crate::onnx::proto::to_model_proto;
 use anyhow::{anyhow, bail, Result};
@@ -68,7 +69,7 @@ impl Engine for TractEngine {
     }
 
     fn load(&self, graph: &Graph) -> Result<Box<dyn Program>> {
-        let graph = &super::prepare(graph)?;
+        let graph = &program_for(graph, Target::Tract)?;
         let graph = &*adapt_float64(graph)?;
         let proto = to_model_proto(graph);
         let mut facts = Vec::new();

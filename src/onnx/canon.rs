@@ -4,6 +4,7 @@
 //! parameters (synflow) and float64 promotion, and re-batching of shape constants that an
 //! exporter baked the export batch into. Types are inferred as nodes are added.
 
+use super::composite::BATCH_NORM_TRAIN;
 use super::builder::Builder;
 use super::fold::push_node;
 use super::infer::axis;
@@ -426,12 +427,11 @@ fn expand_batch_norm(b: &mut Builder, n: &Node, mode: BnMode, alias: &mut HashMa
     let y = match mode {
         BnMode::Remove => x.to_string(),
         BnMode::Batch => {
-            let axes: Vec<usize> = (0..r).filter(|&a| a != 1).collect();
-            let xhat = normalize(b, x, &axes, eps)?;
-            let s = channel_vector(b, n.input(1).unwrap(), r)?;
-            let bias = channel_vector(b, n.input(2).unwrap(), r)?;
-            let m = b.mul(&xhat, &s)?;
-            b.add(&m, &bias)?
+            // one composite op: its analytic backward pass and, on ONNX Runtime, the native
+            // kernel (`onnx/composite.rs`)
+            let attrs = vec![("epsilon", Attr::Float(eps))];
+            let (scale, bias) = (n.input(1).unwrap(), n.input(2).unwrap());
+            b.node(BATCH_NORM_TRAIN, &[x, scale, bias], attrs, 3)?.remove(0)
         }
         BnMode::Running => {
             let (sc, bi, mu, var) = (n.input(1).unwrap(), n.input(2).unwrap(), n.input(3).unwrap(), n.input(4).unwrap());

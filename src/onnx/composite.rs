@@ -9,7 +9,12 @@
 //! |---|---|---|---|
 //! | `zerocost.ConvGradX` | gy [N,O,P..], W [O,C/G,K..] | ∂⟨gy, Conv(x, W)⟩/∂x, [N,C,S..] | ConvTranspose, cropped/padded to x |
 //! | `zerocost.ConvGradW` | gy [N,O,P..], x [N,C,S..] | ∂⟨gy, Conv(x, W)⟩/∂W, [O,C/G,K..] | one MatMul per kernel offset |
+//! | `zerocost.BatchNormTrain` | x [N,C,..], scale [C], bias [C] | y, batch mean [C], batch variance [C] (biased) | ONNX Runtime: BatchNormalization(training_mode=1, momentum=0); tract: mean/variance ops |
 //! | `zerocost.StopGradient` | x | x, with no gradient | Identity (dropped) |
+//!
+//! BatchNormTrain is training-mode BatchNormalization (statistics of the batch, `epsilon`
+//! attribute). Its rule (`autodiff/rules/norm.rs`) is the analytic backward pass, written
+//! with the mean and variance outputs, so a second differentiation reaches them too.
 //!
 //! The convolution attributes (`strides`, `dilations`, explicit `pads`, `group`) are those
 //! of the forward Conv; ConvGradX also carries the spatial shape of x (`x_shape`) and
@@ -24,9 +29,27 @@ use std::borrow::Cow;
 pub const CONV_GRAD_X: &str = "zerocost.ConvGradX";
 pub const CONV_GRAD_W: &str = "zerocost.ConvGradW";
 pub const STOP_GRADIENT: &str = "zerocost.StopGradient";
+pub const BATCH_NORM_TRAIN: &str = "zerocost.BatchNormTrain";
 
 pub fn is_composite(op: &str) -> bool {
-    matches!(op, CONV_GRAD_X | CONV_GRAD_W | STOP_GRADIENT)
+    matches!(op, CONV_GRAD_X | CONV_GRAD_W | STOP_GRADIENT | BATCH_NORM_TRAIN)
+}
+
+/// Which standard form composite ops are lowered to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Any ONNX engine (ONNX Runtime, files written out).
+    Onnx,
+    /// tract, which has no training-mode BatchNormalization.
+    Tract,
+}
+
+/// The program an engine runs for `g`: composite ops lowered for `target` and the nodes
+/// that no output needs removed.
+pub fn program_for(g: &Graph, target: Target) -> Result<Graph> {
+    let mut out = lower(g, target)?.into_owned();
+    out.prune();
+    Ok(out)
 }
 
 fn ints(v: &[usize]) -> Attr {
@@ -77,6 +100,14 @@ pub fn infer(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
     if n.op == STOP_GRADIENT {
         return Ok(vec![info(0)?]);
     }
+    if n.op == BATCH_NORM_TRAIN {
+        let x = info(0)?;
+        if x.shape.len() < 2 {
+            bail!("BatchNormalization of a tensor of shape {:?}", x.shape);
+        }
+        let stats = TypeInfo::new(x.dtype, vec![x.shape[1]]);
+        return Ok(vec![x, stats.clone(), stats]);
+    }
     let (gy, other) = (info(0)?, info(1)?);
     let (win, group) = conv_window(g, n)?;
     if gy.shape.len() != other.shape.len() || gy.shape[2..] != win.out[..] {
@@ -90,8 +121,8 @@ pub fn infer(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
 }
 
 /// `g` with every composite node replaced by standard ONNX ops (borrowed when it has none).
-/// Each replacement ends in the composite node's output name.
-pub fn lower(g: &Graph) -> Result<Cow<'_, Graph>> {
+/// Each replacement ends in the composite node's output names.
+pub fn lower(g: &Graph, target: Target) -> Result<Cow<'_, Graph>> {
     if !g.nodes.iter().any(|n| is_composite(&n.op)) {
         return Ok(Cow::Borrowed(g));
     }
@@ -109,11 +140,14 @@ pub fn lower(g: &Graph) -> Result<Cow<'_, Graph>> {
         }
         let first_new = out.nodes.len();
         let mut b = Builder::new(&mut out, n.name.clone());
-        let y = match n.op.as_str() {
-            CONV_GRAD_X => lower_grad_x(&mut b, &n)?,
-            _ => lower_grad_w(&mut b, &n)?,
+        let ys = match n.op.as_str() {
+            CONV_GRAD_X => vec![lower_grad_x(&mut b, &n)?],
+            CONV_GRAD_W => vec![lower_grad_w(&mut b, &n)?],
+            _ => lower_batch_norm(&mut b, &n, target)?,
         };
-        name_result(&mut out, first_new, &y, &n.outputs[0]);
+        for (y, target) in ys.iter().zip(&n.outputs) {
+            name_result(&mut out, first_new, y, target);
+        }
     }
     for (from, to) in renames.iter().rev() {
         out.rename_uses(from, to);
@@ -123,6 +157,9 @@ pub fn lower(g: &Graph) -> Result<Cow<'_, Graph>> {
 
 /// Makes the tensor `y` computed by the nodes from `first_new` on carry the name `target`.
 fn name_result(g: &mut Graph, first_new: usize, y: &str, target: &str) {
+    if target.is_empty() {
+        return;
+    }
     match g.nodes[first_new..].iter_mut().rev().find(|m| m.outputs.iter().any(|o| o == y)) {
         Some(m) => {
             for o in m.outputs.iter_mut().filter(|o| *o == y) {
@@ -132,6 +169,39 @@ fn name_result(g: &mut Graph, first_new: usize, y: &str, target: &str) {
         }
         None => g.nodes.push(Node::new(format!("{target}/name"), "Identity", vec![y.to_string()], vec![target.to_string()])),
     }
+}
+
+/// Training-mode BatchNormalization: (y, mean, variance). ONNX Runtime runs the standard op
+/// in training mode with momentum 0, whose "running" outputs are then the batch statistics
+/// (the variance biased, as the normalisation uses it); tract has no such kernel, so there
+/// it is mean and variance reductions and element-wise ops.
+fn lower_batch_norm(b: &mut Builder, n: &Node, target: Target) -> Result<Vec<String>> {
+    let (x, scale, bias) = (n.inputs[0].as_str(), n.inputs[1].as_str(), n.inputs[2].as_str());
+    let info = b.info(x)?;
+    let (r, c) = (info.shape.len(), info.shape[1]);
+    let eps = n.float("epsilon", 1e-5);
+    if target == Target::Onnx {
+        let zeros = b.constant(super::ir::Tensor::full(info.dtype, &[c], 0.0));
+        let ones = b.constant(super::ir::Tensor::full(info.dtype, &[c], 1.0));
+        let attrs = vec![("epsilon", Attr::Float(eps)), ("momentum", Attr::Float(0.0)), ("training_mode", Attr::Int(1))];
+        return b.node("BatchNormalization", &[x, scale, bias, &zeros, &ones], attrs, 3);
+    }
+    let axes: Vec<usize> = (0..r).filter(|&a| a != 1).collect();
+    let mean = b.reduce_mean(x, &axes, true)?;
+    let d = b.sub(x, &mean)?;
+    let sq = b.mul(&d, &d)?;
+    let var = b.reduce_mean(&sq, &axes, true)?;
+    let e = b.scalar_like(x, eps as f64)?;
+    let ve = b.add(&var, &e)?;
+    let sd = b.op("Sqrt", &[&ve], vec![])?;
+    let xhat = b.div(&d, &sd)?;
+    let mut bcast = vec![1; r];
+    bcast[1] = c;
+    let s = b.reshape(scale, &bcast)?;
+    let bi = b.reshape(bias, &bcast)?;
+    let m = b.mul(&xhat, &s)?;
+    let y = b.add(&m, &bi)?;
+    Ok(vec![y, b.reshape(&mean, &[c])?, b.reshape(&var, &[c])?])
 }
 
 /// dx = ConvTranspose(gy, W) (same strides, dilations, group; no pads) over the padded

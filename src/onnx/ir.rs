@@ -360,7 +360,7 @@ impl Graph {
         }
     }
 
-    /// Drops nodes and initializers that no graph output depends on.
+    /// Drops nodes, initializers and types of tensors that no graph output depends on.
     pub fn prune(&mut self) {
         let mut live: std::collections::HashSet<String> = self.outputs.iter().cloned().collect();
         let mut keep = vec![false; self.nodes.len()];
@@ -375,6 +375,11 @@ impl Graph {
         let mut k = keep.into_iter();
         self.nodes.retain(|_| k.next().unwrap());
         self.initializers.retain(|name, _| live.contains(name));
+        for n in &self.nodes {
+            live.extend(n.outputs.iter().cloned());
+        }
+        live.extend(self.inputs.iter().cloned());
+        self.types.retain(|name, _| live.contains(name));
     }
 
     /// Sorts nodes topologically (stable: keeps the file's order where it is valid).

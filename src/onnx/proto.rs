@@ -287,8 +287,9 @@ pub fn to_model_proto(g: &Graph) -> pb::ModelProto {
     }
 }
 
-/// Writes `g` as an ONNX file, its composite ops lowered to standard ONNX.
+/// Writes `g` as an ONNX file, its composite ops lowered to standard ONNX and the nodes no
+/// output needs left out.
 pub fn write_model(g: &Graph, path: &Path) -> Result<()> {
-    let bytes = to_model_proto(&*super::composite::lower(g)?).encode_to_vec();
+    let bytes = to_model_proto(&super::composite::program_for(g, super::composite::Target::Onnx)?).encode_to_vec();
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -8,6 +8,7 @@ pub mod activation;
 pub mod conv;
 pub mod elementwise;
 pub mod linalg;
+pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod shape;
@@ -42,6 +43,7 @@ pub fn rule_for(op: &str) -> Option<Rule> {
         .or_else(|| linalg::rule(op))
         .or_else(|| conv::rule(op))
         .or_else(|| pool::rule(op))
+        .or_else(|| norm::rule(op))
 }
 
 pub fn is_differentiable(op: &str) -> bool {
