@@ -29,7 +29,10 @@ fn score_json_has_the_contracted_shape() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["model"], "models/tiny_cnn.onnx");
-    assert_eq!(v["engine"], "tract");
+    // the default engine: ONNX Runtime's CPU provider when its library is found, else tract
+    let ort_found = cfg!(feature = "ort") && std::process::Command::new("python3").args(["-c", "import onnxruntime"]).status().is_ok_and(|s| s.success());
+    let ort_found = ort_found || std::env::var_os("ORT_DYLIB_PATH").is_some() || std::env::var_os("ZEROCOST_ORT_LIB").is_some();
+    assert_eq!(v["engine"], if ort_found { "ort-cpu" } else { "tract" });
     assert_eq!(v["batch"], 16);
     let scores = v["scores"].as_object().unwrap();
     assert_eq!(scores.keys().collect::<Vec<_>>(), ["grad_norm", "snip", "l2_norm"]);

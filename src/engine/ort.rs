@@ -24,7 +24,7 @@
 //!
 //! Settings read from the environment (the CLI may map flags to them):
 //! `ZEROCOST_ORT_OPT` = disable | basic | extended | layout | all (graph optimisation level,
-//! default all), `ZEROCOST_CUDA_DEVICE` = N, `ZEROCOST_CUDA_TF32` = 1 (allow TF32 matrix
+//! default disable: each program runs once, and the optimiser costs more than it saves), `ZEROCOST_CUDA_DEVICE` = N, `ZEROCOST_CUDA_TF32` = 1 (allow TF32 matrix
 //! products on the GPU; off by default so results match the CPU to float32 precision).
 //! ONNX Runtime's own log level follows `ORT_LOG` (default error).
 
@@ -247,7 +247,9 @@ impl OrtConfig {
     pub fn from_env(provider: Provider, threads: usize) -> Result<OrtConfig> {
         let opt_level = match std::env::var(OPT_ENV) {
             Ok(s) if !s.trim().is_empty() => parse_opt_level(&s).with_context(|| format!("in {OPT_ENV}"))?,
-            _ => GraphOptimizationLevel::All,
+            // zerocost runs each program once: the optimiser costs more than it saves there
+            // (examples/bench_vs_pytorch.py, README "Performance")
+            _ => GraphOptimizationLevel::Disable,
         };
         let tf32 = matches!(std::env::var(TF32_ENV).as_deref().map(str::trim), Ok("1") | Ok("true") | Ok("yes"));
         Ok(OrtConfig { provider, threads, opt_level, tf32 })
@@ -422,8 +424,9 @@ impl Engine for OrtEngine {
         }
     }
 
-    fn load(&self, graph: &Graph) -> Result<Box<dyn Program>> {
-        let graph = &program_for(graph, Target::Onnx)?;
+    fn load(&self, original: &Graph) -> Result<Box<dyn Program>> {
+        // tract gets the program as given: composite ops are lowered per engine
+        let graph = &program_for(original, Target::Onnx)?;
         if has_f64(graph) {
             // Programs partly in float64 (e.g. batch statistics accumulated in float64) run
             // on ONNX Runtime when it has every kernel; float64 convolutions and pools
@@ -433,18 +436,18 @@ impl Engine for OrtEngine {
                     F64_NOTICE.call_once(|| {
                         eprintln!(
                             "note: ONNX Runtime's CPU provider has no float64 {}: float64 programs (synflow, and the data \
-                             passes unless --precision f32) run on tract",
+                             passes with --precision f64) run on tract",
                             n.op
                         )
                     });
-                    return self.tract.load(graph);
+                    return self.tract.load(original);
                 }
             }
             return match self.session(graph) {
                 Ok(s) => Ok(Box::new(OrtProgram::new(s, graph))),
                 Err(e) => {
                     F64_NOTICE.call_once(|| eprintln!("note: ONNX Runtime could not prepare a float64 program ({e:#}); such programs run on tract"));
-                    self.tract.load(graph)
+                    self.tract.load(original)
                 }
             };
         }

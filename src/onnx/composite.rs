@@ -141,7 +141,7 @@ pub fn lower(g: &Graph, target: Target) -> Result<Cow<'_, Graph>> {
         let first_new = out.nodes.len();
         let mut b = Builder::new(&mut out, n.name.clone());
         let ys = match n.op.as_str() {
-            CONV_GRAD_X => vec![lower_grad_x(&mut b, &n)?],
+            CONV_GRAD_X => vec![lower_grad_x(&mut b, &n, target)?],
             CONV_GRAD_W => vec![lower_grad_w(&mut b, &n)?],
             _ => lower_batch_norm(&mut b, &n, target)?,
         };
@@ -181,10 +181,17 @@ fn lower_batch_norm(b: &mut Builder, n: &Node, target: Target) -> Result<Vec<Str
     let (r, c) = (info.shape.len(), info.shape[1]);
     let eps = n.float("epsilon", 1e-5);
     if target == Target::Onnx {
-        let zeros = b.constant(super::ir::Tensor::full(info.dtype, &[c], 0.0));
-        let ones = b.constant(super::ir::Tensor::full(info.dtype, &[c], 1.0));
+        // With momentum 0 the incoming "running" statistics are multiplied by 0; their
+        // values are unique on purpose: ONNX Runtime's ConstantSharing optimiser (on by
+        // default) merges equal initializers, and the kernel's statistics outputs may then
+        // share a buffer with another node's (or with a scale or bias: SPEC), which
+        // overwrote the batch means of one BN with another's. So each node gets values
+        // of its own, far from any scale or bias.
+        let k = b.g.nodes.iter().filter(|m| m.op == "BatchNormalization").count() as f64;
+        let mean_in = b.constant(super::ir::Tensor::full(info.dtype, &[c], 1000.25 + k));
+        let var_in = b.constant(super::ir::Tensor::full(info.dtype, &[c], 100000.75 + k));
         let attrs = vec![("epsilon", Attr::Float(eps)), ("momentum", Attr::Float(0.0)), ("training_mode", Attr::Int(1))];
-        return b.node("BatchNormalization", &[x, scale, bias, &zeros, &ones], attrs, 3);
+        return b.node("BatchNormalization", &[x, scale, bias, &mean_in, &var_in], attrs, 3);
     }
     let axes: Vec<usize> = (0..r).filter(|&a| a != 1).collect();
     let mean = b.reduce_mean(x, &axes, true)?;
@@ -205,12 +212,19 @@ fn lower_batch_norm(b: &mut Builder, n: &Node, target: Target) -> Result<Vec<Str
 }
 
 /// dx = ConvTranspose(gy, W) (same strides, dilations, group; no pads) over the padded
-/// input, cropped to x (and zero-padded where no window reached).
-fn lower_grad_x(b: &mut Builder, n: &Node) -> Result<String> {
+/// input, cropped to x (and zero-padded where no window reached). For ONNX Runtime, a
+/// stride-1 data gradient is instead a Conv of gy with the kernel transposed and flipped
+/// (padded by span − 1 − pad), which its CPU provider runs faster than ConvTranspose.
+fn lower_grad_x(b: &mut Builder, n: &Node, target: Target) -> Result<String> {
     let (gy, w) = (n.inputs[0].as_str(), n.inputs[1].as_str());
     let (win, group) = conv_window(b.g, n)?;
     let xs = spatial(n, "x_shape")?;
     let r = xs.len();
+    let stride_one = win.strides.iter().all(|&s| s == 1);
+    let fits = (0..r).all(|i| win.pads_begin[i].max(win.pads_end[i]) < win.span(i));
+    if target == Target::Onnx && stride_one && fits {
+        return flipped_kernel_conv(b, gy, w, &win, group);
+    }
     let mut attrs = conv_attrs(&win, group);
     attrs.retain(|(k, _)| *k != "pads");
     let t = b.op("ConvTranspose", &[gy, w], attrs)?;
@@ -218,6 +232,22 @@ fn lower_grad_x(b: &mut Builder, n: &Node) -> Result<String> {
     let begin: Vec<i64> = win.pads_begin.iter().map(|&p| -(p as i64)).collect();
     let end: Vec<i64> = (0..r).map(|i| (xs[i] + win.pads_begin[i]) as i64 - ts[2 + i] as i64).collect();
     b.pad_or_crop(&t, &nc0(&begin), &nc0(&end))
+}
+
+/// dx[n,c,s] = Σ_o,k gy[n,o,s+pad−k·d]·W[o,c,k] (stride 1) = Conv(gy, W') with
+/// W'[c,o,k] = W[o,c,K−1−k] per group, pads span−1−pad: the output is exactly x's extent.
+fn flipped_kernel_conv(b: &mut Builder, gy: &str, w: &str, win: &Window, group: usize) -> Result<String> {
+    let ws = b.shape(w)?;
+    let (o, cg, r) = (ws[0], ws[1], ws.len() - 2);
+    let split = b.reshape(w, &[&[group, o / group, cg][..], &ws[2..]].concat())?;
+    let perm: Vec<usize> = [0, 2, 1].into_iter().chain(3..3 + r).collect();
+    let t = b.transpose(&split, &perm)?;
+    let t = b.reshape(&t, &[&[group * cg, o / group][..], &ws[2..]].concat())?;
+    let axes: Vec<usize> = (2..2 + r).collect();
+    let flipped = b.slice(&t, &axes, &vec![-1; r], &vec![i64::MIN; r], &vec![-1; r])?;
+    let pads: Vec<i64> = (0..r).map(|i| (win.span(i) - 1 - win.pads_begin[i]) as i64).chain((0..r).map(|i| (win.span(i) - 1 - win.pads_end[i]) as i64)).collect();
+    let attrs = vec![("dilations", ints(&win.dilations)), ("group", Attr::Int(group as i64)), ("pads", Attr::Ints(pads))];
+    b.op("Conv", &[gy, &flipped], attrs)
 }
 
 fn lower_grad_w(b: &mut Builder, n: &Node) -> Result<String> {

@@ -295,7 +295,11 @@ impl<'a> Ctx<'a> {
                 grasp: self.wants(&["grasp"]),
                 jacobian: self.wants(&["jacob_cov", "epe_nas"]),
             };
+            let t0 = std::time::Instant::now();
             let p = passes::loss_program_with(&base.graph, &base.layers, extras)?;
+            if std::env::var_os("ZEROCOST_DEBUG").is_some() {
+                eprintln!("loss program: {} nodes built in {:.3}s", p.graph.nodes.len(), t0.elapsed().as_secs_f64());
+            }
             let x = self.input_tensor(&base.graph)?;
             let t = passes::target_tensor(&self.batch.targets, self.classes(&base.graph)?, self.dtype())?;
             let mut bind: Vec<(&str, &Tensor)> = vec![(&base.graph.inputs[0], &x), (passes::TARGETS, &t)];
