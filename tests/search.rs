@@ -153,7 +153,7 @@ fn nb201_generated_networks_match_the_pytorch_fixtures() {
     // some take tens of seconds)
     let names: Vec<&str> = proxy_names().into_iter().filter(|n| classic.contains(n) || r["proxies_f64"].get(*n).is_some()).collect();
     let engine = TractEngine::default();
-    let opts = ScoreOptions::default();
+    let opts = ScoreOptions { float64: true, ..Default::default() };
     let a = find_measures(&ours, &batch, &names, &engine, &opts);
     let b = find_measures(&fixture, &batch, &names, &engine, &opts);
     for n in &names {

@@ -256,8 +256,8 @@ pub fn per_sample_loss_grads(ctx: &Ctx, mut visit: impl FnMut(usize, &[&Tensor])
     Ok(())
 }
 
-/// Canonical names of the BatchNormalization scales (γ) of the file, where canonicalisation
-/// kept them as constants (`{scale}/bcast__k`).
+/// Canonical names of the BatchNormalization scales (γ) of the file that are parameters
+/// (initializers of the file; the composite BatchNormTrain reads them under their names).
 fn bn_scale_tensors(ctx: &Ctx, g: &Graph) -> Vec<String> {
     let mut out = Vec::new();
     for n in ctx.model.raw.graph.nodes.iter().filter(|n| n.op == "BatchNormalization") {
@@ -265,11 +265,8 @@ fn bn_scale_tensors(ctx: &Ctx, g: &Graph) -> Vec<String> {
         if !ctx.model.raw.graph.initializers.contains_key(s) {
             continue;
         }
-        let prefix = format!("{s}/bcast__");
-        if let Some(name) = g.initializers.keys().find(|k| k.starts_with(&prefix)) {
-            if !out.contains(name) {
-                out.push(name.clone());
-            }
+        if g.initializers.contains_key(s) && !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
         }
     }
     out
