@@ -7,8 +7,8 @@
 //!
 //! | op | inputs | output | lowered to |
 //! |---|---|---|---|
-//! | `zerocost.ConvGradX` | gy [N,O,P..], W [O,C/G,K..] | ∂⟨gy, Conv(x, W)⟩/∂x, [N,C,S..] | ConvTranspose, cropped/padded to x |
-//! | `zerocost.ConvGradW` | gy [N,O,P..], x [N,C,S..] | ∂⟨gy, Conv(x, W)⟩/∂W, [O,C/G,K..] | one MatMul per kernel offset |
+//! | `zerocost.ConvGradX` | gy [N,O,P..], W [O,C/G,K..] | ∂⟨gy, Conv(x, W)⟩/∂x, [N,C,S..] | stride 1: Conv with the flipped kernel; else ConvTranspose, cropped/padded to x |
+//! | `zerocost.ConvGradW` | gy [N,O,P..], x [N,C,S..] | ∂⟨gy, Conv(x, W)⟩/∂W, [O,C/G,K..] | ONNX Runtime: one MatMul per kernel offset; tract: a Conv with batch and channels exchanged (group 1) |
 //! | `zerocost.BatchNormTrain` | x [N,C,..], scale [C], bias [C] | y, batch mean [C], batch variance [C] (biased) | ONNX Runtime: BatchNormalization(training_mode=1, momentum=0); tract: mean/variance ops |
 //! | `zerocost.StopGradient` | x | x, with no gradient | Identity (dropped) |
 //!
@@ -141,8 +141,8 @@ pub fn lower(g: &Graph, target: Target) -> Result<Cow<'_, Graph>> {
         let first_new = out.nodes.len();
         let mut b = Builder::new(&mut out, n.name.clone());
         let ys = match n.op.as_str() {
-            CONV_GRAD_X => vec![lower_grad_x(&mut b, &n, target)?],
-            CONV_GRAD_W => vec![lower_grad_w(&mut b, &n)?],
+            CONV_GRAD_X => vec![lower_grad_x(&mut b, &n)?],
+            CONV_GRAD_W => vec![lower_grad_w(&mut b, &n, target)?],
             _ => lower_batch_norm(&mut b, &n, target)?,
         };
         for (y, target) in ys.iter().zip(&n.outputs) {
@@ -212,17 +212,17 @@ fn lower_batch_norm(b: &mut Builder, n: &Node, target: Target) -> Result<Vec<Str
 }
 
 /// dx = ConvTranspose(gy, W) (same strides, dilations, group; no pads) over the padded
-/// input, cropped to x (and zero-padded where no window reached). For ONNX Runtime, a
-/// stride-1 data gradient is instead a Conv of gy with the kernel transposed and flipped
-/// (padded by span − 1 − pad), which its CPU provider runs faster than ConvTranspose.
-fn lower_grad_x(b: &mut Builder, n: &Node, target: Target) -> Result<String> {
+/// input, cropped to x (and zero-padded where no window reached). A stride-1 data gradient
+/// is instead a Conv of gy with the kernel transposed and flipped (padded by span − 1 −
+/// pad), which both engines run faster than ConvTranspose.
+fn lower_grad_x(b: &mut Builder, n: &Node) -> Result<String> {
     let (gy, w) = (n.inputs[0].as_str(), n.inputs[1].as_str());
     let (win, group) = conv_window(b.g, n)?;
     let xs = spatial(n, "x_shape")?;
     let r = xs.len();
     let stride_one = win.strides.iter().all(|&s| s == 1);
     let fits = (0..r).all(|i| win.pads_begin[i].max(win.pads_end[i]) < win.span(i));
-    if target == Target::Onnx && stride_one && fits {
+    if stride_one && fits {
         return flipped_kernel_conv(b, gy, w, &win, group);
     }
     let mut attrs = conv_attrs(&win, group);
@@ -250,11 +250,43 @@ fn flipped_kernel_conv(b: &mut Builder, gy: &str, w: &str, win: &Window, group: 
     b.op("Conv", &[gy, &flipped], attrs)
 }
 
-fn lower_grad_w(b: &mut Builder, n: &Node) -> Result<String> {
+/// The weight gradient: on ONNX Runtime one MatMul per kernel offset (its fastest form,
+/// measured); on tract, for group 1, one Conv with batch and channel axes exchanged (less
+/// time and half the memory there: tract's im2col beats its strided copies).
+fn lower_grad_w(b: &mut Builder, n: &Node, target: Target) -> Result<String> {
     let (gy, x) = (n.inputs[0].as_str(), n.inputs[1].as_str());
     let (win, group) = conv_window(b.g, n)?;
+    if target == Target::Tract && group == 1 {
+        return swapped_axes_conv(b, gy, x, &win);
+    }
     let xp = b.pad(x, &nc0(&win.pads_begin), &nc0(&win.pads_end))?;
     weight_grad(b, gy, &xp, group, &win)
+}
+
+/// dW[o,c,k] = Σ_n,p gy[n,o,p]·x_pad[n,c,p·s+k·d] as one Conv with batch and channel axes
+/// exchanged: x as [C, N, S..] convolved with gy as [O, N, P..] (strides and dilations
+/// exchanged), cropped to the kernel and moved to [O, C, K..]. Group 1 only.
+fn swapped_axes_conv(b: &mut Builder, gy: &str, x: &str, win: &Window) -> Result<String> {
+    let r = win.kernel.len();
+    let perm: Vec<usize> = [1, 0].into_iter().chain(2..2 + r).collect();
+    let xt = b.transpose(x, &perm)?;
+    let gt = b.transpose(gy, &perm)?;
+    let attrs = vec![
+        ("strides", ints(&win.dilations)),
+        ("dilations", ints(&win.strides)),
+        ("group", Attr::Int(1)),
+        ("pads", Attr::Ints(win.pads_attr())),
+    ];
+    let c = b.op("Conv", &[&xt, &gt], attrs)?;
+    let cs = b.shape(&c)?;
+    let c = if cs[2..] == win.kernel[..] {
+        c
+    } else {
+        let axes: Vec<usize> = (2..2 + r).collect();
+        let k: Vec<i64> = win.kernel.iter().map(|&k| k as i64).collect();
+        b.slice(&c, &axes, &vec![0; r], &k, &vec![1; r])?
+    };
+    b.transpose(&c, &perm)
 }
 
 /// `[0, 0, v...]`: a per-axis list for an [N, C, spatial...] tensor.
