@@ -2,7 +2,7 @@
 """NASLib's NAS-Bench-Suite-Zero proxy values as zerocost results lines, so that
 `zerocost correlate` ranks them exactly as it ranks zerocost's own.
 
-    python3 examples/naslib_to_jsonl.py ../shared/data/naslib_zc_nasbench201_725subset.json \
+    python3 examples/naslib_to_jsonl.py data/naslib_zc_nasbench201_725subset.json \
         > naslib.jsonl
     zerocost correlate naslib.jsonl --truth truth.csv
 

@@ -8,7 +8,7 @@
 # the cells `zerocost space list nb201 --sample N --seed 0` prints), each generated in memory
 # as the zero-cost-proxies paper's NB201 network (16 channels, 5 cells per stage, seed-0
 # initialisation) and scored with every proxy (`proxies: all`) on one batch of 64 samples,
-# with its CIFAR-10 test accuracy from ../shared/data/nb201_accuracy.csv (override with
+# with its CIFAR-10 test accuracy from data/nb201_accuracy.csv (override with
 # NB201_ACCURACY=FILE) in its metadata; then `zerocost correlate`. Environment:
 #   DATA    data source of the job (default synthetic; e.g. cifar10:/data/cifar-10-batches-bin
 #           with NORMALIZE=cifar10 for the paper's setting)
@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200}
 WORK=${2:-target/nb201_spearman}
-ACC=${NB201_ACCURACY:-../shared/data/nb201_accuracy.csv}
+ACC=${NB201_ACCURACY:-data/nb201_accuracy.csv}
 DATA=${DATA:-synthetic}
 ENGINE=${ENGINE:-ort-cpu}
 PRECISION=${PRECISION:-f32}
@@ -58,7 +58,7 @@ $ZC correlate "$WORK/results.jsonl"
 
 # NAS-Bench-Suite-Zero's own proxy values (NASLib's 725-cell sample, other weights and
 # data), ranked by the same `zerocost correlate` against the same accuracy column
-NASLIB=${NASLIB:-../shared/data/naslib_zc_nasbench201_725subset.json}
+NASLIB=${NASLIB:-data/naslib_zc_nasbench201_725subset.json}
 echo "proxy,n,spearman" > "$WORK/naslib.csv"
 if [ -f "$NASLIB" ] && command -v python3 > /dev/null; then
     python3 examples/naslib_to_jsonl.py "$NASLIB" > "$WORK/naslib.jsonl"

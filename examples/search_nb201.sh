@@ -9,12 +9,12 @@
 #       # the paper's setting: synflow of every cell, once (~0.2 s a cell on one core,
 #       # about 20-30 min for the 15,625 cells on 2 cores); later runs read the cache
 #
-# TABLE defaults to ../shared/data/nb201_accuracy.csv (columns arch,cifar10_test,
+# TABLE defaults to data/nb201_accuracy.csv (columns arch,cifar10_test,
 # cifar100_test,imagenet16_test); COLUMN picks the column.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TABLE=${TABLE:-../shared/data/nb201_accuracy.csv}
+TABLE=${TABLE:-data/nb201_accuracy.csv}
 COLUMN=${COLUMN:-cifar10_test}
 PROXY=${PROXY:-synflow}
 WARMUP=${WARMUP:-100}
