@@ -138,7 +138,68 @@ pub fn canonicalize(raw: &RawModel, shapes: &InputShapes, opts: &CanonOptions) -
         }
     }
     g.aliases = alias;
+    drop_zero_products(&mut g);
     Ok(g)
+}
+
+/// NAS-Bench-201's `none` edge is `x·0`, added into a node's sum: an addend that is exactly
+/// zero. Such a product, when every consumer is an Add whose other operand already has the
+/// sum's shape, is dropped with those Adds (each sum is its other operand), so neither
+/// engine spends a forward and a backward pass on zeros. Gradients are unchanged: the
+/// dropped path contributed zero to x's.
+fn drop_zero_products(g: &mut Graph) {
+    let is_zero = |g: &Graph, t: &str| g.initializers.get(t).is_some_and(|c| c.to_f64_vec().iter().all(|&v| v == 0.0));
+    loop {
+        let mut found = None;
+        'nodes: for (mi, m) in g.nodes.iter().enumerate() {
+            if m.op != "Mul" || m.inputs.len() != 2 || g.outputs.contains(&m.outputs[0]) {
+                continue;
+            }
+            let Some(zi) = (0..2).find(|&k| is_zero(g, &m.inputs[k])) else { continue };
+            let x = &m.inputs[1 - zi];
+            let y = &m.outputs[0];
+            if g.shape(x).ok() != g.shape(y).ok() {
+                continue;
+            }
+            let mut adds = Vec::new();
+            for (ai, a) in g.nodes.iter().enumerate() {
+                if !a.inputs.contains(y) {
+                    continue;
+                }
+                let other = a.inputs.iter().find(|i| *i != y);
+                match other {
+                    Some(o)
+                        if a.op == "Add"
+                            && a.inputs.len() == 2
+                            && !g.outputs.contains(&a.outputs[0])
+                            && g.shape(o).ok() == g.shape(&a.outputs[0]).ok() =>
+                    {
+                        adds.push((ai, a.outputs[0].clone(), o.clone()))
+                    }
+                    _ => continue 'nodes,
+                }
+            }
+            found = Some((mi, adds));
+            break;
+        }
+        let Some((mi, adds)) = found else { return };
+        for (_, sum, other) in &adds {
+            g.rename_uses(sum, other);
+            for v in g.aliases.values_mut().filter(|v| *v == sum) {
+                *v = other.clone();
+            }
+            g.aliases.insert(sum.clone(), other.clone());
+        }
+        let mut drop: Vec<usize> = adds.iter().map(|(ai, _, _)| *ai).collect();
+        drop.push(mi);
+        drop.sort_unstable();
+        for i in drop.into_iter().rev() {
+            let n = g.nodes.remove(i);
+            for o in &n.outputs {
+                g.types.remove(o);
+            }
+        }
+    }
 }
 
 fn promote_node(n: &mut Node) {
@@ -533,4 +594,29 @@ fn rebatch(g: &mut Graph, n: &mut Node, shapes: &InputShapes) -> Result<()> {
     g.set_initializer(&new, Tensor::from_i64(&v));
     n.inputs[slot] = new;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::Model;
+
+    /// nb201_a has 30 `none` edges (x·0 added into a cell node's sum): none is left in the
+    /// canonical graph, and the file names of the sums they fed resolve to live tensors.
+    #[test]
+    fn none_edges_are_dropped() {
+        let model = Model::load(concat!(env!("CARGO_MANIFEST_DIR"), "/models/nb201_a.onnx")).unwrap();
+        let zero_products = |g: &Graph| {
+            g.nodes.iter().filter(|n| n.op == "Mul" && n.inputs.iter().any(|i| g.constant(i).is_some_and(|c| c.to_f64_vec() == [0.0]))).count()
+        };
+        let none_edges = model.raw.graph.nodes.iter().filter(|n| n.op == "Mul" && n.name.contains("_none/")).count();
+        assert_eq!(none_edges, 30);
+        let shapes = model.input_shapes(2, None).unwrap();
+        let g = model.canonical(&shapes, &CanonOptions::default()).unwrap();
+        assert_eq!(zero_products(&g), 0);
+        let produced: HashSet<&String> = g.nodes.iter().flat_map(|n| &n.outputs).chain(&g.inputs).collect();
+        for (file, canonical) in &g.aliases {
+            assert!(produced.contains(canonical) || g.initializers.contains_key(canonical), "{file} -> {canonical}");
+        }
+    }
 }

@@ -490,7 +490,7 @@ pub fn zen_pass(ctx: &Ctx, seed: u64, gamma: f64) -> Result<ZenPass> {
     // BatchNormalization nodes with a rank-4 input, their input as a canonical tensor
     let mut bns = Vec::new();
     for node in raw.graph.nodes.iter().filter(|m| m.op == "BatchNormalization") {
-        let x = node.input(0).unwrap_or_default();
+        let x = g0.resolve(node.input(0).unwrap_or_default());
         // a BatchNorm without running statistics (track_running_stats=False) is exported
         // with its batch statistics computed in the graph and fed as "running" inputs; the
         // code's `running_var` does not exist for it, and it does not count
