@@ -118,3 +118,25 @@ fn gradients_match_pytorch() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A context that is not told which proxies it will serve runs each pass alone (GraSP's Hg
+/// in a loss program of its own, the Jacobian in its program): the same values as the one
+/// fused program `find_measures` builds.
+#[test]
+fn unplanned_passes_match_the_fused_program() {
+    use zerocost::proxies::{registry, Ctx};
+    let case = fixtures().into_iter().find(|c| c.name == "tiny_cnn").expect("tiny_cnn fixture");
+    let model = Model::load(&case.model).unwrap();
+    let batch = case.batch();
+    let engine = TractEngine::default();
+    let opts = ScoreOptions { float64: true, ..Default::default() };
+    let names = ["grasp", "jacob_cov", "fisher", "snip"];
+    let fused = find_measures(&model, &batch, &names, &engine, &opts);
+    let ctx = Ctx::new(&model, &batch, &engine, &opts);
+    for n in names {
+        let proxy = registry().into_iter().find(|p| p.name == n).unwrap();
+        let alone = (proxy.compute)(&ctx).unwrap().total;
+        let together = fused[n].value.as_ref().unwrap().total;
+        assert!(rel(alone, together) < 1e-10, "{n}: alone {alone:e}, fused {together:e}");
+    }
+}

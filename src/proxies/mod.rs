@@ -288,67 +288,63 @@ impl<'a> Ctx<'a> {
     /// pass, GraSP's Hg and the input Jacobian when those are wanted too.
     pub fn loss(&self) -> Result<&LossResults> {
         cached(&self.loss, || {
-            let base = self.base()?;
-            let extras = passes::LossExtras {
+            self.run_loss(passes::LossExtras {
                 fisher: self.wanted.is_empty() || self.wants(&["fisher"]),
                 input_grad: false,
                 grasp: self.wants(&["grasp"]),
                 jacobian: self.wants(&["jacob_cov", "epe_nas"]),
-            };
-            let t0 = std::time::Instant::now();
-            let p = passes::loss_program_with(&base.graph, &base.layers, extras)?;
-            if std::env::var_os("ZEROCOST_DEBUG").is_some() {
-                eprintln!("loss program: {} nodes built in {:.3}s", p.graph.nodes.len(), t0.elapsed().as_secs_f64());
-            }
-            let x = self.input_tensor(&base.graph)?;
-            let t = passes::target_tensor(&self.batch.targets, self.classes(&base.graph)?, self.dtype())?;
-            let mut bind: Vec<(&str, &Tensor)> = vec![(&base.graph.inputs[0], &x), (passes::TARGETS, &t)];
-            let seed = if extras.jacobian { Some(passes::seed_ones(&base.graph)?) } else { None };
-            if let Some(s) = &seed {
-                bind.push((passes::SEED, s));
-            }
-            let mut out = passes::load_and_run(self.engine, &p.graph, &bind)?;
-            let loss = passes::output(&out, passes::LOSS)?.to_f64_vec()[0];
-            if !loss.is_finite() {
-                bail!("the loss is {loss} (NaN or infinite) on this batch");
-            }
-            let mut take = |n: &String| out.shift_remove(n).ok_or_else(|| anyhow!("program output '{n}' missing"));
-            let weight_grads = p.weight_grads.iter().map(&mut take).collect::<Result<_>>()?;
-            let fisher_sums = p.fisher_sums.iter().map(&mut take).collect::<Result<_>>()?;
-            let hg = if extras.grasp { Some(p.hg.iter().map(&mut take).collect::<Result<_>>()?) } else { None };
-            let jacobian = p.jacobian.as_ref().map(&mut take).transpose()?;
-            Ok(LossResults { loss, weight_grads, fisher_sums, hg, jacobian })
+            })
         })
     }
 
-    /// GraSP's Hessian-gradient product per scored layer (g = the loss pass's dW).
+    /// Builds and runs a loss program with `extras` on the batch.
+    fn run_loss(&self, extras: passes::LossExtras) -> Result<LossResults> {
+        let base = self.base()?;
+        let t0 = std::time::Instant::now();
+        let p = passes::loss_program_with(&base.graph, &base.layers, extras)?;
+        if std::env::var_os("ZEROCOST_DEBUG").is_some() {
+            eprintln!("loss program: {} nodes built in {:.3}s", p.graph.nodes.len(), t0.elapsed().as_secs_f64());
+        }
+        let x = self.input_tensor(&base.graph)?;
+        let t = passes::target_tensor(&self.batch.targets, self.classes(&base.graph)?, self.dtype())?;
+        let mut bind: Vec<(&str, &Tensor)> = vec![(&base.graph.inputs[0], &x), (passes::TARGETS, &t)];
+        let seed = if extras.jacobian { Some(passes::seed_ones(&base.graph)?) } else { None };
+        if let Some(s) = &seed {
+            bind.push((passes::SEED, s));
+        }
+        let mut out = passes::load_and_run(self.engine, &p.graph, &bind)?;
+        let loss = passes::output(&out, passes::LOSS)?.to_f64_vec()[0];
+        if !loss.is_finite() {
+            bail!("the loss is {loss} (NaN or infinite) on this batch");
+        }
+        let mut take = |n: &String| out.shift_remove(n).ok_or_else(|| anyhow!("program output '{n}' missing"));
+        let weight_grads = p.weight_grads.iter().map(&mut take).collect::<Result<_>>()?;
+        let fisher_sums = p.fisher_sums.iter().map(&mut take).collect::<Result<_>>()?;
+        let hg = if extras.grasp { Some(p.hg.iter().map(&mut take).collect::<Result<_>>()?) } else { None };
+        let jacobian = p.jacobian.as_ref().map(&mut take).transpose()?;
+        Ok(LossResults { loss, weight_grads, fisher_sums, hg, jacobian })
+    }
+
+    /// GraSP's Hessian-gradient product per scored layer (g = the loss pass's dW): from the
+    /// loss pass when grasp was among the wanted proxies, else from a loss program of its own.
     pub fn hessian_grad(&self) -> Result<&Vec<Tensor>> {
+        if let Some(hg) = &self.loss()?.hg {
+            return Ok(hg);
+        }
         cached(&self.hg, || {
-            let base = self.base()?;
-            let lr = self.loss()?;
-            if let Some(hg) = &lr.hg {
-                return Ok(hg.clone());
-            }
-            let p = passes::grasp_program(&base.graph, &base.layers)?;
-            let x = self.input_tensor(&base.graph)?;
-            let t = passes::target_tensor(&self.batch.targets, self.classes(&base.graph)?, self.dtype())?;
-            let mut bind: Vec<(&str, &Tensor)> = vec![(&base.graph.inputs[0], &x), (passes::TARGETS, &t)];
-            for (name, g) in p.g_inputs.iter().zip(&lr.weight_grads) {
-                bind.push((name, g));
-            }
-            let out = passes::load_and_run(self.engine, &p.graph, &bind)?;
-            p.hg.iter().map(|n| passes::output(&out, n).cloned()).collect()
+            let extras = passes::LossExtras { grasp: true, ..Default::default() };
+            self.run_loss(extras)?.hg.ok_or_else(|| anyhow!("the GraSP program returned no Hg"))
         })
     }
 
     /// ∂(Σ outputs)/∂input, one row per sample.
     pub fn jacobian(&self) -> Result<&Tensor> {
-        cached(&self.jacobian, || {
-            if self.loss_planned() {
-                if let Some(j) = &self.loss()?.jacobian {
-                    return Ok(j.clone());
-                }
+        if self.loss_planned() {
+            if let Some(j) = &self.loss()?.jacobian {
+                return Ok(j);
             }
+        }
+        cached(&self.jacobian, || {
             let base = self.base()?;
             let input = base.graph.inputs[0].clone();
             let (g, grads) = passes::sum_output_program(&base.graph, std::slice::from_ref(&input))?;

@@ -5,8 +5,7 @@
 //!   pass, what else the proxies asked for: GraSP's Hessian-gradient product Hg (the
 //!   gradient of z = Σ g·∂L/∂W with g = ∂L/∂W held constant: the reverse pass applied
 //!   twice) and the input Jacobian ∂(Σ outputs)/∂input (jacob_cov);
-//! - GraSP pass and Jacobian pass: the same products in programs of their own, when no
-//!   loss pass is run;
+//! - Jacobian pass: ∂(Σ outputs)/∂input in a program of its own, when no loss pass runs;
 //! - synflow pass: BN removed (or kept), |parameters|, float64, one all-ones sample.
 
 use crate::autodiff::append_gradients;
@@ -177,39 +176,6 @@ pub fn loss_program_with(base: &Graph, layers: &[ScoredLayer], extras: LossExtra
 fn dedup_outputs(g: &mut Graph) {
     let mut seen = std::collections::HashSet::new();
     g.outputs.retain(|o| seen.insert(o.clone()));
-}
-
-/// GraSP program: inputs are the model input, the targets and one `g` per scored layer;
-/// outputs Hg per layer.
-pub struct GraspProgram {
-    pub graph: Graph,
-    pub g_inputs: Vec<String>,
-    pub hg: Vec<String>,
-}
-
-pub fn grasp_program(base: &Graph, layers: &[ScoredLayer]) -> Result<GraspProgram> {
-    let lp = loss_program(base, layers, false, false)?;
-    let mut g = lp.graph;
-    let mut b = Builder::new(&mut g, "grasp");
-    let mut terms = Vec::new();
-    let mut g_inputs = Vec::new();
-    for (k, (l, dw)) in layers.iter().zip(&lp.weight_grads).enumerate() {
-        let name = format!("zerocost/grasp_g{k}");
-        let info = b.info(&l.weight)?;
-        b.g.inputs.push(name.clone());
-        b.g.types.insert(name.clone(), info.clone());
-        let p = b.mul(&name, dw)?;
-        let axes: Vec<usize> = (0..info.shape.len()).collect();
-        terms.push(b.reduce_sum(&p, &axes, false)?);
-        g_inputs.push(name);
-    }
-    let z = b.sum(&terms)?;
-    let one = ones_like(&mut b, &z)?;
-    let wrt: Vec<String> = layers.iter().map(|l| l.weight.clone()).collect();
-    let hg = append_gradients(&mut g, &[(z, one)], &wrt)?;
-    g.outputs = hg.clone();
-    dedup_outputs(&mut g);
-    Ok(GraspProgram { graph: g, g_inputs, hg })
 }
 
 /// Graph input holding the seed of Σ outputs (ones). An input rather than a constant:
