@@ -11,7 +11,11 @@ pub fn score_json(model: &str, engine: &str, batch: usize, results: &IndexMap<St
     let mut errors = Map::new();
     let mut per_layer = Map::new();
     let mut details = Map::new();
+    let mut engines = Map::new();
     for (name, r) in results {
+        if let Some(e) = &r.engine {
+            engines.insert(name.clone(), json!(e));
+        }
         scores.insert(name.clone(), r.value.as_ref().map(|v| json!(v.total)).unwrap_or(Value::Null));
         seconds.insert(name.clone(), json!((r.seconds * 1e6).round() / 1e6));
         if let Some(e) = &r.error {
@@ -29,6 +33,10 @@ pub fn score_json(model: &str, engine: &str, batch: usize, results: &IndexMap<St
     let mut obj = Map::new();
     obj.insert("model".into(), json!(model));
     obj.insert("engine".into(), json!(engine));
+    if !engines.is_empty() {
+        // proxies whose programs ran on another engine (float64 programs under ONNX Runtime)
+        obj.insert("engines".into(), Value::Object(engines));
+    }
     obj.insert("batch".into(), json!(batch));
     obj.insert("scores".into(), Value::Object(scores));
     if let Some(layers) = layers {
@@ -57,6 +65,9 @@ pub fn score_table(model: &str, engine: &str, batch: usize, results: &IndexMap<S
         s.push_str(&format!("  {:<12} {:>16} {:>10.3}", name, score, r.seconds));
         if let Some(e) = &r.error {
             s.push_str(&format!("  ({e})"));
+        }
+        if let Some(e) = &r.engine {
+            s.push_str(&format!("  (on {e})"));
         }
         s.push('\n');
     }

@@ -140,7 +140,15 @@ mod with_ort {
         for n in names {
             let (x, y) = (a[n].value.as_ref().unwrap().total, b[n].value.as_ref().expect(n).total);
             assert_eq!(x, y, "{n}: tract {x:e}, ort-cpu {y:e}");
+            // every program here is float64: the results say they ran on tract
+            assert_eq!(b[n].engine.as_deref(), Some("tract"), "{n}");
+            assert_eq!(a[n].engine, None, "{n}");
         }
+        // float32 data passes run on ONNX Runtime itself, synflow's float64 pass on tract
+        let f32_opts = ScoreOptions::default();
+        let c = find_measures(&model, &batch, &names, &OrtEngine::cpu(1).unwrap(), &f32_opts);
+        assert_eq!(c["grad_norm"].engine, None);
+        assert_eq!(c["synflow"].engine.as_deref(), Some("tract"));
     }
 
     #[test]

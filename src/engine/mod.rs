@@ -22,6 +22,9 @@ pub trait Engine: Send + Sync {
 pub trait Program: Send + Sync {
     /// Runs with the graph inputs bound by name; returns every graph output.
     fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Outputs>;
+    /// The engine that runs it (an engine may hand a program it cannot run to another:
+    /// ONNX Runtime's CPU provider gives float64 convolutions to tract).
+    fn engine(&self) -> String;
 }
 
 /// Builds an engine by name: `auto` (the default: ONNX Runtime's CPU provider when its

@@ -405,7 +405,7 @@ impl OrtEngine {
         g.types.insert("w".into(), TypeInfo::new(DType::F32, vec![2, 1, 3, 3]));
         g.types.insert("y".into(), TypeInfo::new(DType::F32, vec![1, 2, 2, 2]));
         g.nodes.push(Node::new("probe/conv", "Conv", vec!["x".into(), "w".into()], vec!["y".into()]));
-        let prog = OrtProgram::new(self.session(&g)?, &g);
+        let prog = OrtProgram::new(self.session(&g)?, &g, self.name());
         let x = Tensor::full(DType::F32, &[1, 1, 4, 4], 1.0);
         let out = prog.run(&[("x", &x)])?;
         let y = out["y"].to_f64_vec();
@@ -444,7 +444,7 @@ impl Engine for OrtEngine {
                 }
             }
             return match self.session(graph) {
-                Ok(s) => Ok(Box::new(OrtProgram::new(s, graph))),
+                Ok(s) => Ok(Box::new(OrtProgram::new(s, graph, self.name()))),
                 Err(e) => {
                     F64_NOTICE.call_once(|| eprintln!("note: ONNX Runtime could not prepare a float64 program ({e:#}); such programs run on tract"));
                     self.tract.load(original)
@@ -456,7 +456,7 @@ impl Engine for OrtEngine {
         if std::env::var_os("ZEROCOST_DEBUG").is_some() {
             eprintln!("ort: prepared {} nodes in {:.3}s", graph.nodes.len(), start.elapsed().as_secs_f64());
         }
-        Ok(Box::new(OrtProgram::new(session, graph)))
+        Ok(Box::new(OrtProgram::new(session, graph, self.name())))
     }
 }
 
@@ -466,11 +466,18 @@ struct OrtProgram {
     inputs: Vec<String>,
     outputs: Vec<String>,
     source: String,
+    engine: String,
 }
 
 impl OrtProgram {
-    fn new(session: Session, graph: &Graph) -> OrtProgram {
-        OrtProgram { session: Mutex::new(session), inputs: graph.inputs.clone(), outputs: graph.outputs.clone(), source: graph.source.clone() }
+    fn new(session: Session, graph: &Graph, engine: String) -> OrtProgram {
+        OrtProgram {
+            session: Mutex::new(session),
+            inputs: graph.inputs.clone(),
+            outputs: graph.outputs.clone(),
+            source: graph.source.clone(),
+            engine,
+        }
     }
 }
 
@@ -508,6 +515,10 @@ fn from_ort(v: &ort::value::DynValue) -> Result<Tensor> {
 }
 
 impl Program for OrtProgram {
+    fn engine(&self) -> String {
+        self.engine.clone()
+    }
+
     fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Outputs> {
         let mut feed: Vec<(String, DynTensor)> = Vec::with_capacity(self.inputs.len());
         for name in &self.inputs {

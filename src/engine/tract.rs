@@ -136,6 +136,10 @@ fn from_tract(t: &tract_onnx::prelude::Tensor) -> Result<Tensor> {
 }
 
 impl Program for TractProgram {
+    fn engine(&self) -> String {
+        "tract".into()
+    }
+
     fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Outputs> {
         let mut values = TVec::new();
         for name in &self.inputs {

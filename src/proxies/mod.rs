@@ -163,6 +163,29 @@ pub struct ProxyResult {
     pub value: Option<ProxyValue>,
     pub error: Option<String>,
     pub seconds: f64,
+    /// The engine(s) that ran the programs this proxy started, where that is not the
+    /// engine it was scored with (synflow's float64 program on tract under ONNX Runtime).
+    pub engine: Option<String>,
+}
+
+/// An engine that notes which engine each program it loads runs on.
+struct Recording<'e> {
+    inner: &'e dyn Engine,
+    used: std::sync::Mutex<Vec<String>>,
+}
+
+impl Engine for Recording<'_> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn load(&self, graph: &Graph) -> Result<Box<dyn crate::engine::Program>> {
+        let p = self.inner.load(graph)?;
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        if !used.contains(&p.engine()) {
+            used.push(p.engine());
+        }
+        Ok(p)
+    }
 }
 
 /// The canonical graph a data pass runs on, with its scored layers and their weights.
@@ -404,7 +427,8 @@ pub fn sum_pairs(w: &Tensor, g: &Tensor, f: impl Fn(f64, f64) -> f64) -> f64 {
 /// Scores `model` on `batch` with the named proxies (the paper's `find_measures`).
 /// A proxy that fails gets an error and the others still run.
 pub fn find_measures(model: &Model, batch: &Batch, names: &[&str], engine: &dyn Engine, opts: &ScoreOptions) -> IndexMap<String, ProxyResult> {
-    let ctx = Ctx::for_proxies(model, batch, engine, opts, names);
+    let recording = Recording { inner: engine, used: Default::default() };
+    let ctx = Ctx::for_proxies(model, batch, &recording, opts, names);
     let reg = registry();
     let mut out = IndexMap::new();
     for name in names {
@@ -424,7 +448,9 @@ pub fn find_measures(model: &Model, batch: &Batch, names: &[&str], engine: &dyn 
             Ok(v) => (Some(v), None),
             Err(e) => (None, Some(format!("{e:#}"))),
         };
-        out.insert(name.to_string(), ProxyResult { value, error, seconds });
+        let used = std::mem::take(&mut *recording.used.lock().unwrap_or_else(|p| p.into_inner()));
+        let engine = if used.iter().any(|e| *e != recording.name()) { Some(used.join("+")) } else { None };
+        out.insert(name.to_string(), ProxyResult { value, error, seconds, engine });
     }
     out
 }
