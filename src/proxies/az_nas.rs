@@ -25,7 +25,7 @@
 //! One program: the forward with every f_l as an output plus L backward passes, each
 //! seeded at f_l and differentiated w.r.t. f_{l−1} only (so no backward goes past its block).
 
-use super::{extra_passes, passes, Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, extra_passes, passes, Ctx, Proxy, ProxyValue};
 use crate::onnx::blocks::block_outputs;
 use crate::onnx::canon::{canonicalize, BnMode, CanonOptions};
 use crate::onnx::ir::Tensor;
@@ -33,15 +33,19 @@ use anyhow::{bail, Context, Result};
 use nalgebra::{DMatrix, DMatrixView};
 
 pub const EXPRESSIVITY: Proxy =
-    Proxy { name: "az_expressivity", about: "AZ-NAS: Σ over block outputs of the entropy of the channel-covariance spectrum (Kaiming re-init, forward)", compute: expressivity };
+    Proxy { name: "az_expressivity", paper: "Lee & Ham 2024, AZ-NAS (CVPR)", direction: Direction::Higher, data: DataNeed::Inputs, about: "AZ-NAS: Σ over block outputs of the entropy of the channel-covariance spectrum", passes: "forward, Kaiming re-init", compute: expressivity };
 pub const PROGRESSIVITY: Proxy =
-    Proxy { name: "az_progressivity", about: "AZ-NAS: min over blocks of the increase of that entropy (Kaiming re-init, forward)", compute: progressivity };
+    Proxy { name: "az_progressivity", paper: "Lee & Ham 2024, AZ-NAS (CVPR)", direction: Direction::Higher, data: DataNeed::Inputs, about: "AZ-NAS: min over blocks of the increase of that entropy", passes: "forward, Kaiming re-init", compute: progressivity };
 pub const TRAINABILITY: Proxy = Proxy {
     name: "az_trainability",
-    about: "AZ-NAS: mean over blocks of 2 − σ − 1/σ, σ = spectral norm of the block's ±1-seeded input-output gradient product (one backward per block)",
+    paper: "Lee & Ham 2024, AZ-NAS (CVPR)",
+    direction: Direction::Higher,
+    data: DataNeed::Inputs,
+    about: "AZ-NAS: mean over blocks of 2 − σ − 1/σ, σ = spectral norm of the block's ±1-seeded input-output gradient product",
+    passes: "one backward per block",
     compute: trainability,
 };
-pub const COMPLEXITY: Proxy = Proxy { name: "az_complexity", about: "AZ-NAS: the flops of the model (no data)", compute: complexity };
+pub const COMPLEXITY: Proxy = Proxy { name: "az_complexity", paper: "Lee & Ham 2024, AZ-NAS (CVPR)", direction: Direction::Higher, data: DataNeed::NoData, about: "AZ-NAS: the flops of the model", passes: "none", compute: complexity };
 
 /// The four components, in the order the aggregate lists them.
 pub const COMPONENTS: [&str; 4] = ["az_expressivity", "az_progressivity", "az_trainability", "az_complexity"];

@@ -8,10 +8,10 @@
 //! skipped, as the code's exception handler does) and the score is
 //! Σ_c Σ_c' |s_c − s_c'| / (number of classes seen).
 
-use super::{Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::{bail, Result};
 
-pub const PROXY: Proxy = Proxy { name: "epe_nas", about: "Σ_class |Σ ln(|corrcoef(J rows of the class)| + 1e-5)|, J = ∂Σy/∂x (Jacobian pass)", compute };
+pub const PROXY: Proxy = Proxy { name: "epe_nas", paper: "Lopes et al. 2021, EPE-NAS (ICANN)", direction: Direction::Higher, data: DataNeed::InputsAndLabels, about: "Σ_class |Σ ln(|corrcoef(J rows of the class)| + 1e-5)|, J = ∂Σy/∂x", passes: "Jacobian pass", compute };
 
 /// The score from the Jacobian rows (n × d), their labels and the number of classes.
 pub fn score(j: &[f64], n: usize, d: usize, labels: &[i64], n_classes: usize) -> Result<f64> {

@@ -1,9 +1,9 @@
 //! flops: multiply-accumulates of the scored layers (Conv, Gemm, MatMul) for one sample.
 
-use super::{Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 
-pub const PROXY: Proxy = Proxy { name: "flops", about: "multiply-accumulates of scored layers per sample (no data)", compute };
+pub const PROXY: Proxy = Proxy { name: "flops", paper: "Abdelfattah et al. 2021 (baseline)", direction: Direction::Higher, data: DataNeed::NoData, about: "multiply-accumulates of scored layers per sample", passes: "none", compute };
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
     let per: Vec<f64> = ctx.layers()?.iter().map(|l| l.macs_per_sample as f64).collect();

@@ -1,9 +1,9 @@
 //! grad_norm (Abdelfattah et al., ICLR 2021): Σ over scored layers of ‖∂L/∂W‖₂.
 
-use super::{Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 
-pub const PROXY: Proxy = Proxy { name: "grad_norm", about: "Σ_layers ‖∂L/∂W‖₂ (loss pass)", compute };
+pub const PROXY: Proxy = Proxy { name: "grad_norm", paper: "Abdelfattah et al. 2021, Zero-Cost Proxies for Lightweight NAS (ICLR)", direction: Direction::Higher, data: DataNeed::InputsAndLabels, about: "Σ_layers ‖∂L/∂W‖₂", passes: "loss pass", compute };
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
     let lr = ctx.loss()?;

@@ -7,10 +7,10 @@
 //! Pass: the loss program canonicalised at batch 1, loaded once and run once per sample
 //! (N runs at batch 1: about the work of one loss pass on the whole batch).
 
-use super::{extra_passes, Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, extra_passes, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 
-pub const PROXY: Proxy = Proxy { name: "grad_sign", about: "Σ_w |Σ_n sign(∂L_n/∂w)|, per-sample loss gradients at batch 1 (N loss passes at batch 1)", compute };
+pub const PROXY: Proxy = Proxy { name: "grad_sign", paper: "Zhang & Jia 2022, GradSign (ICLR)", direction: Direction::Higher, data: DataNeed::InputsAndLabels, about: "Σ_w |Σ_n sign(∂L_n/∂w)|, per-sample loss gradients at batch 1", passes: "N loss passes at batch 1", compute };
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
     let layers = ctx.layers()?;

@@ -3,10 +3,10 @@
 //! differentiating the gradient program (no finite differences). `details.abs_sum` is
 //! Σ|W ⊙ Hg|, the scale to judge the (cancelling) total against.
 
-use super::{sum_pairs, Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, sum_pairs, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 
-pub const PROXY: Proxy = Proxy { name: "grasp", about: "Σ −W⊙Hg, exact Hessian-gradient product (loss pass + second-order pass)", compute };
+pub const PROXY: Proxy = Proxy { name: "grasp", paper: "Wang et al. 2020, GraSP (ICLR)", direction: Direction::Higher, data: DataNeed::InputsAndLabels, about: "Σ −W⊙Hg, exact Hessian-gradient product", passes: "loss pass + second-order pass", compute };
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
     let (base, hg) = (ctx.base()?, ctx.hessian_grad()?);

@@ -2,11 +2,11 @@
 //! row per sample; C = corrcoef(J); score = −Σ (ln(v + 1e-5) + 1/(v + 1e-5)) over the
 //! eigenvalues v of C. Undefined correlations (a constant row) give an error, not a number.
 
-use super::{Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::{bail, Result};
 use nalgebra::DMatrix;
 
-pub const PROXY: Proxy = Proxy { name: "jacob_cov", about: "−Σ(ln(v+k)+1/(v+k)), v = eig(corrcoef(∂Σy/∂x)) (Jacobian pass)", compute };
+pub const PROXY: Proxy = Proxy { name: "jacob_cov", paper: "Mellor et al. 2020, NASWOT v1 (arXiv 2006.04647)", direction: Direction::Higher, data: DataNeed::Inputs, about: "−Σ(ln(v+k)+1/(v+k)), v = eig(corrcoef(∂Σy/∂x))", passes: "Jacobian pass", compute };
 
 /// Pearson correlation matrix of the rows of `rows` (n × d), as numpy's corrcoef.
 pub fn corrcoef(rows: &[f64], n: usize, d: usize) -> Result<DMatrix<f64>> {

@@ -1,9 +1,9 @@
 //! l2_norm (as in the paper's code): Σ over scored layers of ‖W‖₂. Needs no data.
 
-use super::{Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 
-pub const PROXY: Proxy = Proxy { name: "l2_norm", about: "Σ_layers ‖W‖₂ (no data)", compute };
+pub const PROXY: Proxy = Proxy { name: "l2_norm", paper: "Abdelfattah et al. 2021", direction: Direction::Higher, data: DataNeed::NoData, about: "Σ_layers ‖W‖₂", passes: "none", compute };
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
     let base = ctx.base()?;

@@ -9,11 +9,11 @@
 //! C×1 matrix whose correlation is undefined, hence 0, as in the code. Train-mode BatchNorm
 //! over the whole batch, forward only (probe pass).
 
-use super::{Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 use nalgebra::DMatrix;
 
-pub const PROXY: Proxy = Proxy { name: "meco", about: "Σ_layers λ_min(corrcoef(channels × positions of sample 0's output)) over scored layers (probe pass)", compute };
+pub const PROXY: Proxy = Proxy { name: "meco", paper: "Jiang et al. 2023, MeCo (NeurIPS)", direction: Direction::Higher, data: DataNeed::Inputs, about: "Σ_layers λ_min(corrcoef(channels × positions of sample 0's output)) over scored layers", passes: "probe pass", compute };
 
 /// `torch.corrcoef` of the rows of a (rows × cols) matrix with NaN/inf entries set to 0.
 pub fn corrcoef_nan0(v: &[f64], rows: usize, cols: usize) -> DMatrix<f64> {

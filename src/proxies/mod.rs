@@ -56,11 +56,71 @@ impl ProxyValue {
     }
 }
 
+/// Which way a proxy ranks networks: `Higher` means a larger score predicts a better
+/// network. `search`, `correlate` and `vote` read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Higher,
+    Lower,
+}
+
+impl Direction {
+    /// +1 for higher-is-better, −1 for lower-is-better: multiply a score by it to rank
+    /// "larger is better" in either case.
+    pub fn sign(self) -> f64 {
+        match self {
+            Direction::Higher => 1.0,
+            Direction::Lower => -1.0,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Higher => "higher",
+            Direction::Lower => "lower",
+        }
+    }
+}
+
+/// What a proxy reads of the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataNeed {
+    /// Weights and the input shape only (no samples).
+    NoData,
+    /// Input samples, not their labels.
+    Inputs,
+    /// Input samples and their class labels.
+    InputsAndLabels,
+}
+
+impl DataNeed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataNeed::NoData => "none",
+            DataNeed::Inputs => "inputs",
+            DataNeed::InputsAndLabels => "inputs+labels",
+        }
+    }
+}
+
 pub struct Proxy {
     pub name: &'static str,
-    /// One line: what it computes and which pass it needs.
+    /// Where it was proposed (and, where it differs, whose code we follow).
+    pub paper: &'static str,
+    pub direction: Direction,
+    pub data: DataNeed,
+    /// One line: what it computes.
     pub about: &'static str,
+    /// The passes (programs) it runs.
+    pub passes: &'static str,
     pub compute: fn(&Ctx) -> Result<ProxyValue>,
+}
+
+/// The ranking direction of a proxy or of an aggregate (`az_nas`, `vote`): higher unless
+/// the registry says otherwise.
+pub fn direction_of(name: &str) -> Direction {
+    registry().into_iter().find(|p| p.name == name).map_or(Direction::Higher, |p| p.direction)
 }
 
 /// Every registered proxy, in report order.

@@ -11,11 +11,11 @@
 //! batch 64; the per-sample gradients cannot come from one backward pass because train-mode
 //! BatchNorm couples the samples).
 
-use super::{extra_passes, Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, extra_passes, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 use nalgebra::DMatrix;
 
-pub const PROXY: Proxy = Proxy { name: "ntk_cond", about: "λ_max/λ_min of the NTK G Gᵀ, g_n = ∂Σ_c z[n,c]/∂θ on the first 16 samples (16 Σ-output passes with one-row seeds)", compute };
+pub const PROXY: Proxy = Proxy { name: "ntk_cond", paper: "Chen et al. 2021, TE-NAS (ICLR)", direction: Direction::Lower, data: DataNeed::Inputs, about: "λ_max/λ_min of the NTK G Gᵀ, g_n = ∂Σ_c z[n,c]/∂θ on the first 16 samples", passes: "16 Σ-output passes with one-row seeds", compute };
 
 /// Condition number as TE-NAS: eigenvalues ascending, last / first, NaN → 1e5.
 pub fn condition(ntk: DMatrix<f64>) -> (f64, f64, f64) {

@@ -7,11 +7,11 @@
 //! call (`extra_passes::torch_relu_calls`). Train-mode BatchNorm, no gradients (probe pass).
 
 use super::extra_passes::Codes;
-use super::{Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::{bail, Result};
 use nalgebra::DMatrix;
 
-pub const PROXY: Proxy = Proxy { name: "nwot", about: "log|det K|, K = Σ_ReLU c cᵀ + (1−c)(1−c)ᵀ, c = (ReLU input > 0) per sample (probe pass)", compute };
+pub const PROXY: Proxy = Proxy { name: "nwot", paper: "Mellor et al. 2021, NASWOT (ICML)", direction: Direction::Higher, data: DataNeed::Inputs, about: "log|det K|, K = Σ_ReLU c cᵀ + (1−c)(1−c)ᵀ, c = (ReLU input > 0) per sample", passes: "probe pass", compute };
 
 /// Σ over activations of weight × (units on which samples i and j agree).
 pub fn kernel(codes: &[(&Codes, usize)], n: usize) -> DMatrix<f64> {

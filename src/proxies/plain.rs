@@ -1,9 +1,9 @@
 //! plain (Mozer & Smolensky 1989, as in the paper's code): Σ W ⊙ ∂L/∂W (signed).
 
-use super::{sum_pairs, Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, sum_pairs, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 
-pub const PROXY: Proxy = Proxy { name: "plain", about: "Σ W⊙∂L/∂W (loss pass)", compute };
+pub const PROXY: Proxy = Proxy { name: "plain", paper: "Mozer & Smolensky 1989; Abdelfattah et al. 2021", direction: Direction::Higher, data: DataNeed::InputsAndLabels, about: "Σ W⊙∂L/∂W", passes: "loss pass", compute };
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
     let (base, lr) = (ctx.base()?, ctx.loss()?);

@@ -7,11 +7,11 @@
 //! its N-bit vector over the batch). The unregularised score (the code's `regular=False`,
 //! factor 1); merged duplicate ReLU calls add no new pattern. Forward only (probe pass).
 
-use super::{Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::{bail, Result};
 use std::collections::HashSet;
 
-pub const PROXY: Proxy = Proxy { name: "swap", about: "number of distinct sample-wise activation patterns of the units of 4-D ReLUs (probe pass)", compute };
+pub const PROXY: Proxy = Proxy { name: "swap", paper: "Peng et al. 2024, SWAP-NAS (ICLR)", direction: Direction::Higher, data: DataNeed::Inputs, about: "number of distinct sample-wise activation patterns of the units of 4-D ReLUs", passes: "probe pass", compute };
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
     let p = ctx.probe()?;

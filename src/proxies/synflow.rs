@@ -3,11 +3,11 @@
 //! sample, L = Σ outputs; Σ |W ⊙ ∂L/∂W|. `synflow_bn` keeps BN (batch statistics on the
 //! single sample).
 
-use super::{sum_pairs, Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, sum_pairs, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 
-pub const PROXY: Proxy = Proxy { name: "synflow", about: "Σ |W⊙∂(Σy)/∂W|, |params|, no BN, float64, ones input (synflow pass)", compute: no_bn };
-pub const PROXY_BN: Proxy = Proxy { name: "synflow_bn", about: "synflow with BatchNormalization kept (synflow pass)", compute: with_bn };
+pub const PROXY: Proxy = Proxy { name: "synflow", paper: "Tanaka et al. 2020, SynFlow (NeurIPS)", direction: Direction::Higher, data: DataNeed::NoData, about: "Σ |W⊙∂(Σy)/∂W|, |params|, no BN, float64, ones input", passes: "synflow pass", compute: no_bn };
+pub const PROXY_BN: Proxy = Proxy { name: "synflow_bn", paper: "Tanaka et al. 2020; Abdelfattah et al. 2021 (BN kept)", direction: Direction::Higher, data: DataNeed::NoData, about: "synflow with BatchNormalization kept", passes: "synflow pass", compute: with_bn };
 
 fn no_bn(ctx: &Ctx) -> Result<ProxyValue> {
     compute(ctx, false)

@@ -11,10 +11,10 @@
 //! streams 2³² and 2³²+1), so the score is reproducible. Pass: the re-initialised graph's
 //! forward, run twice.
 
-use super::{extra_passes, Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, extra_passes, Ctx, Proxy, ProxyValue};
 use anyhow::{bail, Result};
 
-pub const PROXY: Proxy = Proxy { name: "zen", about: "ln mean_n Σ|f(x)−f(x+0.01ε)| + Σ_BN ln √mean(running_var), Gaussian weights, f = pre-GAP map (2 forwards)", compute };
+pub const PROXY: Proxy = Proxy { name: "zen", paper: "Lin et al. 2021, Zen-NAS (ICCV)", direction: Direction::Higher, data: DataNeed::NoData, about: "ln mean_n Σ|f(x)−f(x+0.01ε)| + Σ_BN ln √mean(running_var), Gaussian weights, f = pre-GAP map", passes: "2 forwards", compute };
 
 pub const SEED: u64 = 0;
 pub const MIXUP_GAMMA: f64 = 1e-2;

@@ -9,11 +9,11 @@
 //! `zico_paper`: the same with the two halves' independent gradients (the paper's formula).
 //! Passes: the loss program at batch N/2, run on each half.
 
-use super::{Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 
-pub const PROXY: Proxy = Proxy { name: "zico", about: "Σ_l ln Σ mean|g|/std(g) over 2 half-batch gradients, accumulated as the official code (2 half-batch loss passes)", compute };
-pub const PROXY_PAPER: Proxy = Proxy { name: "zico_paper", about: "zico with independent half-batch gradients (2 half-batch loss passes)", compute: compute_paper };
+pub const PROXY: Proxy = Proxy { name: "zico", paper: "Li et al. 2023, ZiCo (ICLR), official code", direction: Direction::Higher, data: DataNeed::InputsAndLabels, about: "Σ_l ln Σ mean|g|/std(g) over 2 half-batch gradients, accumulated as the official code", passes: "2 half-batch loss passes", compute };
+pub const PROXY_PAPER: Proxy = Proxy { name: "zico_paper", paper: "Li et al. 2023, ZiCo (ICLR), as the paper writes it", direction: Direction::Higher, data: DataNeed::InputsAndLabels, about: "zico with independent half-batch gradients", passes: "2 half-batch loss passes", compute: compute_paper };
 
 /// Per-layer ln Σ mean|g|/std(g) over two recorded gradients (numpy's mean and std).
 pub fn layer_value(g1: &[f64], g2: &[f64]) -> f64 {
