@@ -10,6 +10,7 @@ pub mod data;
 pub mod engine;
 pub mod jobs;
 pub mod onnx;
+pub mod output_path;
 pub mod proxies;
 pub mod report;
 pub mod search;
