@@ -461,7 +461,7 @@ fn network_oracle_scores_generated_networks() {
     let sp = Nb201Space { net: Nb201Options { channels: 4, ..Default::default() } };
     let o = NetworkOracle::new("params", 4, 10, 32, 0, "test".into(), 2).unwrap();
     let cells = [Cell::from_index(0), Cell::from_index(11_718), Cell::from_index(5_000)];
-    let scores = zerocost::search::oracle::ProxyOracle::score(&o, &sp, &cells);
+    let scores = zerocost::search::oracle::ProxyOracle::score(&o, &sp, &cells, &|_, _| {});
     for (c, s) in cells.iter().zip(scores) {
         assert_eq!(s, Some(param_count(&sp.build(c).unwrap()) as f64));
     }

@@ -73,7 +73,8 @@ pub struct Row {
     pub accuracy: Option<f64>,
     /// Best `accuracy` so far in this run.
     pub best_accuracy: Option<f64>,
-    /// Best proxy score among the trained architectures so far (scored ones).
+    /// Best proxy score among the trained architectures so far (scored ones), in the
+    /// proxy's direction (the lowest for a lower-is-better proxy).
     pub best_proxy: Option<f64>,
     /// The best architecture so far (by accuracy, or by proxy without a table).
     pub best_arch: String,
@@ -95,12 +96,17 @@ pub enum Ranker<'a, S: Space> {
 }
 
 impl<'a, S: Space> Ranker<'a, S> {
-    /// Comparable scores of `archs` (`None`: unknown), higher is better.
+    /// Comparable scores of `archs` (`None`: unknown), higher is better whatever the
+    /// proxy's direction (a lower-is-better proxy's scores are negated).
     pub fn rank(&self, space: &S, archs: &[S::Arch]) -> Result<Vec<Option<f64>>> {
+        let oriented = |s: &Scorer<S>| -> Result<Vec<Option<f64>>> {
+            let sign = s.direction().sign();
+            Ok(s.get_many(space, archs)?.into_iter().map(|v| v.map(|x| sign * x)).collect())
+        };
         match self {
-            Ranker::One(s) => s.get_many(space, archs),
+            Ranker::One(s) => oriented(s),
             Ranker::RankAggregate(parts) => {
-                let cols: Vec<Vec<Option<f64>>> = parts.iter().map(|s| s.get_many(space, archs)).collect::<Result<_>>()?;
+                let cols: Vec<Vec<Option<f64>>> = parts.iter().map(|s| oriented(s)).collect::<Result<_>>()?;
                 let complete: Vec<usize> = (0..archs.len()).filter(|&i| cols.iter().all(|c| c[i].is_some())).collect();
                 let values: Vec<Vec<f64>> = cols.iter().map(|c| complete.iter().map(|&i| c[i].unwrap()).collect()).collect();
                 let mut out = vec![None; archs.len()];
@@ -109,6 +115,14 @@ impl<'a, S: Space> Ranker<'a, S> {
                 }
                 Ok(out)
             }
+        }
+    }
+
+    /// +1 when higher scores are better, −1 when lower are (a rank aggregate is higher).
+    fn sign(&self) -> f64 {
+        match self {
+            Ranker::One(s) => s.direction().sign(),
+            Ranker::RankAggregate(_) => 1.0,
         }
     }
 
@@ -122,8 +136,9 @@ impl<'a, S: Space> Ranker<'a, S> {
     }
 }
 
-struct Run<'a, S: Space> {
+struct Run<'a, 'r, S: Space> {
     space: &'a S,
+    on_row: &'r mut dyn FnMut(&Row) -> Result<()>,
     scorer: Option<&'a Ranker<'a, S>>,
     truth: Option<&'a Truth>,
     variant: String,
@@ -137,15 +152,16 @@ struct Run<'a, S: Space> {
     best_report: Option<f64>,
 }
 
-fn fmax(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+/// The better of two optional scores, `sign` = +1 (higher is better) or −1.
+fn fbest(a: Option<f64>, b: Option<f64>, sign: f64) -> Option<f64> {
     match (a, b) {
-        (Some(x), Some(y)) => Some(x.max(y)),
+        (Some(x), Some(y)) => Some(if sign * y > sign * x { y } else { x }),
         (x, None) => x,
         (None, y) => y,
     }
 }
 
-impl<'a, S: Space> Run<'a, S> {
+impl<'a, S: Space> Run<'a, '_, S> {
     /// Trains `a`; returns its fitness (accuracy, or proxy without a table; -∞ if unknown).
     fn train(&mut self, a: &S::Arch, how: &'static str) -> Result<f64> {
         let key = self.space.key(a);
@@ -155,14 +171,15 @@ impl<'a, S: Space> Run<'a, S> {
             Some(s) => s.single(self.space, a, self.truth.is_none())?,
             None => None,
         };
-        let fit = if self.truth.is_some() { accuracy } else { proxy }.unwrap_or(f64::NEG_INFINITY);
+        let sign = self.scorer.map_or(1.0, |s| s.sign());
+        let fit = if self.truth.is_some() { accuracy } else { proxy.map(|p| sign * p) }.unwrap_or(f64::NEG_INFINITY);
         if self.rows.is_empty() || fit > self.best_fit {
             self.best_fit = fit;
             self.best_arch = key.clone();
             self.best_report = report;
         }
-        self.best_acc = fmax(self.best_acc, accuracy);
-        self.best_proxy = fmax(self.best_proxy, proxy);
+        self.best_acc = fbest(self.best_acc, accuracy, 1.0);
+        self.best_proxy = fbest(self.best_proxy, proxy, sign);
         self.seen.insert(key.clone());
         self.rows.push(Row {
             variant: self.variant.clone(),
@@ -179,6 +196,7 @@ impl<'a, S: Space> Run<'a, S> {
             best_report: if self.truth.and_then(|t| t.report.as_ref()).is_some() { self.best_report } else { None },
             spec: self.space.describe(a),
         });
+        (self.on_row)(self.rows.last().unwrap())?;
         Ok(fit)
     }
 
@@ -199,7 +217,8 @@ impl<'a, S: Space> Run<'a, S> {
         None
     }
 
-    /// `n` distinct random architectures, sorted by proxy score, best first (unscored last).
+    /// `n` distinct random architectures, sorted by proxy score, best first in the proxy's
+    /// direction (unscored last).
     fn warmup_pool(&self, n: usize, rng: &mut ChaCha8Rng) -> Result<Vec<(S::Arch, Option<f64>)>> {
         let scorer = self.scorer.expect("warm-up needs a proxy");
         let mut keys = HashSet::new();
@@ -222,6 +241,20 @@ impl<'a, S: Space> Run<'a, S> {
 
 /// Runs one search (repeat `repeat`, seeded `cfg.seed + repeat`) and returns its trace.
 pub fn run_search<'a, S: Space>(space: &'a S, cfg: &SearchConfig, repeat: usize, variant: &str, scorer: Option<&'a Ranker<'a, S>>, truth: Option<&'a Truth>) -> Result<Vec<Row>> {
+    run_search_with(space, cfg, repeat, variant, scorer, truth, &mut |_| Ok(()))
+}
+
+/// [`run_search`], handing each row of the trace to `on_row` as soon as it is trained (a
+/// trace file then holds every step made before a kill).
+pub fn run_search_with<'a, S: Space>(
+    space: &'a S,
+    cfg: &SearchConfig,
+    repeat: usize,
+    variant: &str,
+    scorer: Option<&'a Ranker<'a, S>>,
+    truth: Option<&'a Truth>,
+    on_row: &mut dyn FnMut(&Row) -> Result<()>,
+) -> Result<Vec<Row>> {
     if truth.is_none() && scorer.is_none() {
         bail!("nothing to rank by: give an accuracy table (--truth) or a proxy (--proxy)");
     }
@@ -242,6 +275,7 @@ pub fn run_search<'a, S: Space>(space: &'a S, cfg: &SearchConfig, repeat: usize,
         variant: variant.to_string(),
         repeat,
         rows: Vec::with_capacity(cfg.budget),
+        on_row,
         seen: HashSet::new(),
         best_fit: f64::NEG_INFINITY,
         best_acc: None,

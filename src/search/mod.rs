@@ -17,7 +17,7 @@ pub mod plot;
 pub mod space;
 pub mod table;
 
-use algo::{run_search, Algorithm, Ranker, Row, SearchConfig, Truth};
+use algo::{run_search_with, Algorithm, Ranker, Row, SearchConfig, Truth};
 use anyhow::{bail, Context, Result};
 use oracle::{NetworkOracle, ProxyOracle, Scorer, TableOracle};
 use serde_json::json;
@@ -114,6 +114,11 @@ pub struct SearchArgs {
     /// Proxy computed on the generated networks (a zerocost proxy name).
     #[arg(long)]
     pub proxy: Option<String>,
+    /// Which way the proxy ranks: higher or lower is better. Default: the proxy's own
+    /// direction (`zerocost proxies`; for a table, that of the proxy its column names, else
+    /// higher).
+    #[arg(long, value_enum)]
+    pub proxy_direction: Option<crate::proxies::Direction>,
     /// Proxy scores from a table instead (CSV/JSON/JSONL, see README).
     #[arg(long, conflicts_with = "proxy")]
     pub proxy_table: Option<PathBuf>,
@@ -343,6 +348,16 @@ fn load_truth<S: Space>(space: &S, args: &SearchArgs) -> Result<Option<Truth>> {
 
 fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<i32> {
     let start = Instant::now();
+    // outputs are checked before minutes of scoring
+    if let Some(p) = &args.output {
+        crate::output_path::check_writable(p, "--output", &[])?;
+    }
+    if let Some(p) = &args.plot {
+        crate::output_path::check_writable(p, "--plot", &["svg", "png"])?;
+    }
+    if let Some(p) = &args.cache {
+        crate::output_path::check_writable(p, "--cache", &[])?;
+    }
     let truth = load_truth(space, args)?;
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     // AZ-NAS is four proxies whose ranks are aggregated over each set of candidates
@@ -368,6 +383,11 @@ fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<
         (None, None) => Vec::new(),
     };
     let mut scorers: Vec<Scorer<S>> = oracles.iter().map(|o| Scorer::new(o.as_ref())).collect();
+    // a table's scores rank in the direction of the proxy its column names, unless told
+    let table_direction = args.proxy_column.as_deref().map(crate::proxies::direction_of);
+    if let Some(d) = args.proxy_direction.or(if args.proxy_table.is_some() { table_direction } else { None }) {
+        scorers = scorers.into_iter().map(|s| s.with_direction(d)).collect();
+    }
     if let Some(path) = &args.cache {
         for s in std::mem::take(&mut scorers) {
             let s = s.with_cache_file(space, path)?;
@@ -434,12 +454,15 @@ fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<
         let sc = if *uses_proxy { ranker.as_ref() } else { None };
         let mut finals = Vec::new();
         for r in 0..args.repeats {
-            let rows = run_search(space, vcfg, r, name, sc, truth.as_ref())?;
-            if let Some(f) = out.as_mut() {
-                for row in &rows {
+            // each trained model's line is on disk before the next step
+            let mut write_row = |row: &Row| -> Result<()> {
+                if let Some(f) = out.as_mut() {
                     writeln!(f, "{}", serde_json::to_string(row)?)?;
+                    f.flush()?;
                 }
-            }
+                Ok(())
+            };
+            let rows = run_search_with(space, vcfg, r, name, sc, truth.as_ref(), &mut write_row)?;
             finals.push(rows.last().cloned());
             all_rows.extend(rows);
         }

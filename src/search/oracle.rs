@@ -7,7 +7,7 @@ use crate::data::{load_batch, Batch, BatchRequest, DataSource};
 use crate::engine::tract::TractEngine;
 use crate::onnx::Model;
 use crate::proxies::az_nas::is_minus_infinity;
-use crate::proxies::{find_measures, ScoreOptions};
+use crate::proxies::{direction_of, find_measures, Direction, ScoreOptions};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::collections::HashMap;
@@ -18,12 +18,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// Called with (index into `archs`, score) as each architecture's score is known, so that
+/// a cache can keep it before the rest are done (a killed search loses nothing scored).
+pub type OnScored<'a> = dyn Fn(usize, Option<f64>) + Sync + 'a;
+
 /// A source of proxy scores for the architectures of a space.
 pub trait ProxyOracle<S: Space>: Sync {
     /// What the scores are (proxy and settings); cache entries are kept per id.
     fn id(&self) -> String;
-    /// Scores of `archs` (`None`: not available for that one).
-    fn score(&self, space: &S, archs: &[S::Arch]) -> Vec<Option<f64>>;
+    /// Scores of `archs` (`None`: not available for that one); `on_scored` hears of each.
+    fn score(&self, space: &S, archs: &[S::Arch], on_scored: &OnScored) -> Vec<Option<f64>>;
+    /// Which way the scores rank (higher is better unless the proxy says otherwise).
+    fn direction(&self) -> Direction {
+        Direction::Higher
+    }
 }
 
 /// Scores looked up by architecture key (a proxy computed beforehand, or a test's table).
@@ -36,8 +44,10 @@ impl<S: Space> ProxyOracle<S> for TableOracle {
     fn id(&self) -> String {
         self.id.clone()
     }
-    fn score(&self, space: &S, archs: &[S::Arch]) -> Vec<Option<f64>> {
-        archs.iter().map(|a| self.scores.get(&space.key(a)).copied()).collect()
+    fn score(&self, space: &S, archs: &[S::Arch], on_scored: &OnScored) -> Vec<Option<f64>> {
+        let out: Vec<Option<f64>> = archs.iter().map(|a| self.scores.get(&space.key(a)).copied()).collect();
+        out.iter().enumerate().for_each(|(i, s)| on_scored(i, *s));
+        out
     }
 }
 
@@ -51,8 +61,10 @@ impl<S: Space, F: Fn(&str) -> Option<f64> + Sync> ProxyOracle<S> for FnOracle<F>
     fn id(&self) -> String {
         self.id.clone()
     }
-    fn score(&self, space: &S, archs: &[S::Arch]) -> Vec<Option<f64>> {
-        archs.iter().map(|a| (self.f)(&space.key(a))).collect()
+    fn score(&self, space: &S, archs: &[S::Arch], on_scored: &OnScored) -> Vec<Option<f64>> {
+        let out: Vec<Option<f64>> = archs.iter().map(|a| (self.f)(&space.key(a))).collect();
+        out.iter().enumerate().for_each(|(i, s)| on_scored(i, *s));
+        out
     }
 }
 
@@ -153,7 +165,10 @@ impl<S: Space> ProxyOracle<S> for NetworkOracle {
     fn id(&self) -> String {
         format!("{} {}", self.proxy, self.settings)
     }
-    fn score(&self, space: &S, archs: &[S::Arch]) -> Vec<Option<f64>> {
+    fn direction(&self) -> Direction {
+        direction_of(self.proxy)
+    }
+    fn score(&self, space: &S, archs: &[S::Arch], on_scored: &OnScored) -> Vec<Option<f64>> {
         let out: Vec<Mutex<Option<f64>>> = archs.iter().map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
         let done = AtomicUsize::new(0);
@@ -169,7 +184,9 @@ impl<S: Space> ProxyOracle<S> for NetworkOracle {
                         if i >= archs.len() {
                             break;
                         }
-                        *out[i].lock().unwrap() = self.score_one(space, &archs[i], &engine);
+                        let v = self.score_one(space, &archs[i], &engine);
+                        *out[i].lock().unwrap() = v;
+                        on_scored(i, v);
                         let d = done.fetch_add(1, Ordering::SeqCst) + 1;
                         let every = (archs.len() / 10).max(25);
                         if show && (d.is_multiple_of(every) || d == archs.len()) {
@@ -191,13 +208,24 @@ pub struct Scorer<'o, S: Space> {
     id: String,
     map: Mutex<HashMap<String, Option<f64>>>,
     file: Option<Mutex<File>>,
+    direction: Direction,
     /// Architectures scored by the oracle (cache misses).
     pub computed: AtomicUsize,
 }
 
 impl<'o, S: Space> Scorer<'o, S> {
     pub fn new(oracle: &'o dyn ProxyOracle<S>) -> Scorer<'o, S> {
-        Scorer { id: oracle.id(), oracle, map: Mutex::new(HashMap::new()), file: None, computed: AtomicUsize::new(0) }
+        Scorer { id: oracle.id(), direction: oracle.direction(), oracle, map: Mutex::new(HashMap::new()), file: None, computed: AtomicUsize::new(0) }
+    }
+
+    /// Ranks the other way than the oracle says (e.g. a table of a lower-is-better proxy).
+    pub fn with_direction(mut self, direction: Direction) -> Self {
+        self.direction = direction;
+        self
+    }
+
+    pub fn direction(&self) -> Direction {
+        self.direction
     }
 
     /// Also reads and appends to a JSON-lines cache `{"space", "oracle", "arch", "score"}`.
@@ -257,19 +285,28 @@ impl<'o, S: Space> Scorer<'o, S> {
             }
         }
         if !todo.is_empty() {
-            let scores = self.oracle.score(space, &todo);
-            self.computed.fetch_add(todo.len(), Ordering::SeqCst);
-            let mut map = self.map.lock().unwrap();
-            for (k, s) in todo_keys.iter().zip(&scores) {
-                map.insert(k.clone(), *s);
-            }
-            if let Some(f) = &self.file {
-                let mut f = f.lock().unwrap();
-                for (k, s) in todo_keys.iter().zip(&scores) {
-                    let line = json!({"space": space.name(), "oracle": self.id, "arch": k, "score": s});
-                    writeln!(f, "{line}")?;
+            // each score is cached (and appended to the file) as soon as it is known
+            let write_error: Mutex<Option<std::io::Error>> = Mutex::new(None);
+            let keep = |i: usize, s: Option<f64>| {
+                self.computed.fetch_add(1, Ordering::SeqCst);
+                self.map.lock().unwrap().insert(todo_keys[i].clone(), s);
+                if let Some(f) = &self.file {
+                    let line = json!({"space": space.name(), "oracle": self.id, "arch": todo_keys[i], "score": s});
+                    let mut f = f.lock().unwrap();
+                    if let Err(e) = writeln!(f, "{line}").and_then(|_| f.flush()) {
+                        write_error.lock().unwrap().get_or_insert(e);
+                    }
                 }
-                f.flush()?;
+            };
+            let scores = self.oracle.score(space, &todo, &keep);
+            // an oracle that did not report a score as it went still returns it
+            let mut map = self.map.lock().unwrap();
+            for (k, s) in todo_keys.iter().zip(scores) {
+                map.entry(k.clone()).or_insert(s);
+            }
+            drop(map);
+            if let Some(e) = write_error.into_inner().unwrap() {
+                return Err(anyhow::Error::new(e).context("cannot append to the proxy cache"));
             }
         }
         let map = self.map.lock().unwrap();
