@@ -356,7 +356,7 @@ fn correlate_prints_the_contracted_json_and_plots() {
     let w: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(w["proxies"], v["proxies"]);
     let o = run(zerocost().arg("correlate").arg(&res).arg("--truth").arg(&truth).args(["--format", "csv"]));
-    assert!(text(&o.stdout).starts_with("proxy,n,spearman,kendall"));
+    assert!(text(&o.stdout).starts_with("proxy,direction,n,spearman,kendall"));
     let o = run(zerocost().arg("correlate").arg(&res).arg("--truth").arg(&truth));
     assert!(text(&o.stdout).contains("absolute"), "the table says the paper reports absolute correlations");
 

@@ -5,6 +5,7 @@ use super::models::parse_csv;
 use super::stats;
 use super::store::Record;
 use crate::proxies::az_nas::{aggregate, is_minus_infinity, COMPONENTS as AZ_COMPONENTS, NAME as AZ_NAS};
+use crate::proxies::{direction_of, Direction};
 use anyhow::{anyhow, bail, Context, Result};
 use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
@@ -118,6 +119,9 @@ pub struct Options {
 #[derive(Clone, Debug)]
 pub struct ProxyStats {
     pub name: String,
+    /// The statistics rank the proxy in this direction: a lower-is-better proxy that
+    /// predicts accuracy well has a positive ρ.
+    pub direction: Direction,
     pub n: usize,
     pub spearman: f64,
     pub kendall: f64,
@@ -205,9 +209,11 @@ pub fn analyse(records: &[Record], truth: Option<&Truth>, opts: &Options) -> Res
     let mut proxies = Vec::new();
     for name in order.keys() {
         let points: Vec<(f64, f64)> = rows.iter().filter_map(|(v, a)| score_of(v, name).map(|s| (s, *a))).collect();
-        let (x, y): (Vec<f64>, Vec<f64>) = points.iter().copied().unzip();
+        let direction = direction_of(name);
+        let (x, y): (Vec<f64>, Vec<f64>) = points.iter().map(|&(s, a)| (direction.sign() * s, a)).unzip();
         proxies.push(ProxyStats {
             name: name.clone(),
+            direction,
             n: points.len(),
             spearman: stats::spearman(&x, &y),
             kendall: stats::kendall(&x, &y),
@@ -233,6 +239,7 @@ pub fn analyse(records: &[Record], truth: Option<&Truth>, opts: &Options) -> Res
         let x = aggregate(&cols);
         proxies.push(ProxyStats {
             name: AZ_NAS.to_string(),
+            direction: Direction::Higher,
             n: x.len(),
             spearman: stats::spearman(&x, &acc),
             kendall: stats::kendall(&x, &acc),
@@ -245,7 +252,7 @@ pub fn analyse(records: &[Record], truth: Option<&Truth>, opts: &Options) -> Res
         let mut cols: [Vec<f64>; 3] = Default::default();
         let mut acc = Vec::new();
         for (v, a) in &rows {
-            let s: Vec<Option<f64>> = VOTE.iter().map(|p| finite(v.get("scores").and_then(|s| s.get(*p)))).collect();
+            let s: Vec<Option<f64>> = VOTE.iter().map(|p| finite(v.get("scores").and_then(|s| s.get(*p))).map(|x| direction_of(p).sign() * x)).collect();
             if s.iter().all(Option::is_some) {
                 for (c, x) in cols.iter_mut().zip(s) {
                     c.push(x.unwrap());
@@ -274,6 +281,7 @@ pub fn to_json(r: &Report) -> Value {
         proxies.insert(
             p.name.clone(),
             json!({
+                "direction": p.direction.as_str(),
                 "spearman": num(p.spearman),
                 "kendall": num(p.kendall),
                 "n": p.n,
@@ -311,13 +319,14 @@ pub fn to_table(r: &Report) -> String {
     }
     s.push('\n');
     s.push_str(&format!(
-        "{:<16} {:>6} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9}\n",
-        "proxy", "n", "spearman", "kendall", "|rho|", "|tau|", "pairwise", format!("top-{}", r.k)
+        "{:<16} {:>6} {:>6} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9}\n",
+        "proxy", "better", "n", "spearman", "kendall", "|rho|", "|tau|", "pairwise", format!("top-{}", r.k)
     ));
     for p in &r.proxies {
         s.push_str(&format!(
-            "{:<16} {:>6} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9}\n",
+            "{:<16} {:>6} {:>6} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9}\n",
             p.name,
+            p.direction.as_str(),
             p.n,
             f(p.spearman),
             f(p.kendall),
@@ -328,11 +337,13 @@ pub fn to_table(r: &Report) -> String {
         ));
     }
     match &r.vote {
-        Ok((a, pairs, n)) => s.push_str(&format!("{:<16} {:>6} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9}   ({pairs} pairs)\n", "vote", n, "", "", "", "", f(*a), "")),
+        Ok((a, pairs, n)) => s.push_str(&format!("{:<16} {:>6} {:>6} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9}   ({pairs} pairs)\n", "vote", "higher", n, "", "", "", "", f(*a), "")),
         Err(why) => s.push_str(&format!("vote: {why}\n")),
     }
     s.push_str(
-        "spearman/kendall: signed rank correlations (Kendall tau-b); the paper's tables report absolute\n\
+        "better: the proxy's direction (`zerocost proxies`); every statistic ranks it that way, so a\n\
+         lower-is-better proxy (ntk_cond) that predicts accuracy has a positive rho.\n\
+         spearman/kendall: signed rank correlations (Kendall tau-b); the paper's tables report absolute\n\
          rank correlations, the |rho| and |tau| columns. pairwise: fraction of model pairs ordered as by\n\
          accuracy (vote: majority sign of synflow, jacob_cov, snip). top-k: share of the k most accurate\n\
          models among the k best scores.\n",
@@ -341,13 +352,13 @@ pub fn to_table(r: &Report) -> String {
 }
 
 pub fn to_csv(r: &Report) -> String {
-    let mut s = String::from("proxy,n,spearman,kendall,abs_spearman,abs_kendall,pairwise_accuracy,top_k_overlap,top_k\n");
+    let mut s = String::from("proxy,direction,n,spearman,kendall,abs_spearman,abs_kendall,pairwise_accuracy,top_k_overlap,top_k\n");
     let g = |x: f64| if x.is_finite() { format!("{x}") } else { String::new() };
     for p in &r.proxies {
-        s.push_str(&format!("{},{},{},{},{},{},{},{},{}\n", p.name, p.n, g(p.spearman), g(p.kendall), g(p.spearman.abs()), g(p.kendall.abs()), g(p.pairwise), g(p.top_k), r.k));
+        s.push_str(&format!("{},{},{},{},{},{},{},{},{},{}\n", p.name, p.direction.as_str(), p.n, g(p.spearman), g(p.kendall), g(p.spearman.abs()), g(p.kendall.abs()), g(p.pairwise), g(p.top_k), r.k));
     }
     if let Ok((a, _, n)) = &r.vote {
-        s.push_str(&format!("vote,{n},,,,,{},,\n", g(*a)));
+        s.push_str(&format!("vote,higher,{n},,,,,{},,\n", g(*a)));
     }
     s
 }
