@@ -11,7 +11,9 @@ use zerocost::proxies::{find_measures, ScoreOptions};
 fn main() -> anyhow::Result<()> {
     let path = std::env::args().nth(1).unwrap_or_else(|| format!("{}/models/tiny_cnn.onnx", env!("CARGO_MANIFEST_DIR")));
     let model = Model::load(&path)?;
-    let opts = ScoreOptions::default(); // training-mode BatchNorm, float32
+    // training-mode BatchNorm, float32 data passes (synflow always runs in float64), the
+    // input shape from the file: the same defaults as `zerocost score`
+    let opts = ScoreOptions::default();
     // 'grasp' dataload: one sample of each of the 10 classes, in class order
     let request = BatchRequest {
         dataload: Dataload::Grasp,

@@ -1,6 +1,6 @@
 //! The `zerocost` command line: parses arguments, calls the library, prints.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
@@ -329,18 +329,9 @@ fn run(cli: Cli) -> Result<i32> {
                 Wrt::Input => (false, true),
                 Wrt::All => (true, true),
             };
-            let used: &[_] = if weights { &layers } else { &[] };
-            let p = proxies::passes::loss_program(&g, used, false, input)?;
-            if !weights && !input {
-                bail!("nothing to differentiate");
-            }
-            zerocost::onnx::proto::write_model(&p.graph, &output)?;
-            eprintln!(
-                "wrote {}: inputs {:?}, outputs {:?}",
-                output.display(),
-                p.graph.inputs,
-                p.graph.outputs
-            );
+            let program = proxies::passes::grad_graph(&g, &layers, weights, input)?;
+            zerocost::onnx::proto::write_model(&program, &output)?;
+            eprintln!("wrote {}: inputs {:?}, outputs {:?}", output.display(), program.inputs, program.outputs);
             Ok(0)
         }
     }

@@ -51,8 +51,9 @@ fn grad_graph_runs_in_onnxruntime_with_the_same_gradients() {
         let opts = zerocost::onnx::canon::CanonOptions { float64: true, ..Default::default() };
         let g = model.canonical(&shapes, &opts).unwrap();
         let layers = zerocost::onnx::layers::scored_layers(&g).unwrap();
-        let p = zerocost::proxies::passes::loss_program(&g, &layers, false, true).unwrap();
-        let prog = zerocost::engine::Engine::load(&zerocost::engine::tract::TractEngine::default(), &p.graph).unwrap();
+        let p = zerocost::proxies::passes::grad_graph(&g, &layers, true, true).unwrap();
+        let prog = zerocost::engine::Engine::load(&zerocost::engine::tract::TractEngine::default(), &p).unwrap();
+        check_names(&case.name, &program, &model, &layers, &mut failures);
         let x = zerocost::onnx::ir::Tensor::F32(batch.inputs.clone()).cast(zerocost::onnx::ir::DType::F64);
         let classes = g.shape(&g.outputs[0]).unwrap()[1];
         let t = zerocost::proxies::passes::target_tensor(&batch.targets, classes, zerocost::onnx::ir::DType::F64).unwrap();
@@ -83,4 +84,26 @@ fn grad_graph_runs_in_onnxruntime_with_the_same_gradients() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The written program names each gradient `grad/<weight initializer>` or `grad/<input>`,
+/// in scored-layer order, and holds no initializer that no node reads.
+fn check_names(case: &str, program: &std::path::Path, model: &zerocost::onnx::Model, layers: &[zerocost::onnx::layers::ScoredLayer], failures: &mut Vec<String>) {
+    let written = zerocost::onnx::Model::load(program).unwrap().raw.graph;
+    let mut want: Vec<String> = vec![model.raw.graph.outputs[0].clone(), "zerocost/loss".into()];
+    want.extend(layers.iter().map(|l| format!("grad/{}", l.weight)));
+    want.push(format!("grad/{}", model.raw.graph.inputs[0]));
+    if written.outputs != want {
+        failures.push(format!("{case}: outputs {:?}, expected {want:?}", written.outputs));
+    }
+    for l in layers {
+        if !model.raw.graph.initializers.contains_key(&l.weight) {
+            failures.push(format!("{case}: gradient output grad/{} does not name an initializer of the model", l.weight));
+        }
+    }
+    let read: std::collections::HashSet<&String> = written.nodes.iter().flat_map(|n| n.inputs.iter()).chain(written.outputs.iter()).collect();
+    let unused: Vec<&String> = written.initializers.keys().filter(|k| !read.contains(k)).collect();
+    if !unused.is_empty() {
+        failures.push(format!("{case}: unused initializers {unused:?}"));
+    }
 }

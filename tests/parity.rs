@@ -1,5 +1,5 @@
 //! Every proxy on every fixture against PyTorch autograd (the committed reference values of
-//! models/make_fixtures.py and ../shared/reference), and the raw gradients against
+//! models/make_fixtures.py and tests/reference), and the raw gradients against
 //! PyTorch's. Tolerances (SPEC §4): 1e-4 relative, or PyTorch's own float32-vs-float64
 //! difference where that is larger; grasp relative to Σ|W⊙Hg|; synflow 1e-8.
 

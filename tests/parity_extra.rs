@@ -1,6 +1,6 @@
 //! The later proxies (README "Later proxies") on every fixture against PyTorch values:
 //! nwot, zico and zico_paper against the reference values of models/make_fixtures.py (and
-//! of ../shared/reference when present); meco, epe_nas, swap, grad_sign, ntk_cond,
+//! of tests/reference); meco, epe_nas, swap, grad_sign, ntk_cond,
 //! linear_regions and zen against the independent PyTorch implementations that
 //! `make_fixtures.py --update-later` stores in each fixture's ref.json; AZ-NAS's
 //! components against the authors' code run on module-hook features

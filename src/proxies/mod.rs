@@ -514,3 +514,34 @@ pub fn find_measures(model: &Model, batch: &Batch, names: &[&str], engine: &dyn 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The library's defaults are the command line's (README, examples/find_measures.rs).
+    #[test]
+    fn default_options_are_float32_batch_statistics() {
+        let o = ScoreOptions::default();
+        assert!(!o.float64);
+        assert!(matches!(o.bn, BnMode::Batch));
+        assert!(o.input_shape.is_none());
+    }
+
+    #[test]
+    fn every_proxy_declares_its_direction_and_names_are_unique() {
+        let reg = registry();
+        let mut names: Vec<&str> = reg.iter().map(|p| p.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), reg.len());
+        assert_eq!(direction_of("ntk_cond"), Direction::Lower);
+        assert_eq!(direction_of("synflow"), Direction::Higher);
+        for p in &reg {
+            assert!(!p.paper.is_empty() && !p.passes.is_empty() && !p.about.is_empty(), "{}", p.name);
+        }
+        for p in PAPER_PROXIES {
+            assert!(names.contains(p), "{p}");
+        }
+    }
+}

@@ -12,7 +12,7 @@ use crate::autodiff::append_gradients;
 use crate::engine::{Engine, Outputs};
 use crate::onnx::builder::Builder;
 use crate::onnx::composite::STOP_GRADIENT;
-use crate::onnx::ir::{Attr, DType, Graph, Tensor};
+use crate::onnx::ir::{Attr, DType, Graph, Node, Tensor};
 use crate::onnx::layers::ScoredLayer;
 use anyhow::{anyhow, bail, Result};
 
@@ -170,6 +170,35 @@ pub fn loss_program_with(base: &Graph, layers: &[ScoredLayer], extras: LossExtra
     g.outputs.extend(jacobian.iter().cloned());
     dedup_outputs(&mut g);
     Ok(LossProgram { graph: g, logits, weight_grads, fisher_sums, input_grad, hg, jacobian })
+}
+
+/// The program `zerocost grad-graph` writes: logits, the mean cross-entropy loss and the
+/// gradients asked for, named for what they differentiate (`grad/<weight initializer>`,
+/// `grad/<input>`) rather than after the internal tensors that hold them.
+pub fn grad_graph(base: &Graph, layers: &[ScoredLayer], weights: bool, input: bool) -> Result<Graph> {
+    if !weights && !input {
+        bail!("nothing to differentiate");
+    }
+    let used: &[ScoredLayer] = if weights { layers } else { &[] };
+    let p = loss_program(base, used, false, input)?;
+    let mut g = p.graph;
+    let loss = g.outputs[1].clone();
+    let mut named: Vec<(String, String)> = used.iter().zip(&p.weight_grads).map(|(l, d)| (format!("grad/{}", l.weight), d.clone())).collect();
+    if let Some(d) = &p.input_grad {
+        named.push((format!("grad/{}", base.inputs[0]), d.clone()));
+    }
+    g.outputs = vec![p.logits.clone(), loss];
+    for (name, tensor) in named {
+        if g.types.contains_key(&name) {
+            bail!("cannot name a gradient output '{name}': the graph already has a tensor of that name");
+        }
+        let info = g.info(&tensor)?.clone();
+        g.nodes.push(Node::new(format!("{name}/Identity"), "Identity", vec![tensor], vec![name.clone()]));
+        g.types.insert(name.clone(), info);
+        g.outputs.push(name);
+    }
+    g.prune();
+    Ok(g)
 }
 
 /// Engines want distinct output names; a tensor listed twice is exposed once.

@@ -17,13 +17,15 @@ pub struct Case {
     pub name: String,
     pub model: PathBuf,
     pub dir: PathBuf,
+    /// Where inputs.npy and targets.npy are (the case's folder, or a batch shared by cases).
+    pub batch_dir: PathBuf,
     pub reference: Value,
 }
 
 impl Case {
     pub fn batch(&self) -> Batch {
-        let x: ArrayD<f32> = ArrayD::<f32>::read_npy(File::open(self.dir.join("inputs.npy")).unwrap()).unwrap();
-        let t: ArrayD<i64> = ArrayD::<i64>::read_npy(File::open(self.dir.join("targets.npy")).unwrap()).unwrap();
+        let x: ArrayD<f32> = ArrayD::<f32>::read_npy(File::open(self.batch_dir.join("inputs.npy")).unwrap()).unwrap();
+        let t: ArrayD<i64> = ArrayD::<i64>::read_npy(File::open(self.batch_dir.join("targets.npy")).unwrap()).unwrap();
         Batch { inputs: x, targets: t.iter().copied().collect() }
     }
 
@@ -54,7 +56,9 @@ fn case_from(dir: &Path, model: PathBuf, name: &str) -> Option<Case> {
     if !model.exists() {
         return None;
     }
-    Some(Case { name: name.to_string(), model, dir: dir.to_path_buf(), reference })
+    // a case without its own batch uses the one of its parent folder
+    let batch_dir = if dir.join("inputs.npy").exists() { dir.to_path_buf() } else { dir.parent()?.to_path_buf() };
+    Some(Case { name: name.to_string(), model, dir: dir.to_path_buf(), batch_dir, reference })
 }
 
 /// The repository's fixtures (models/NAME.onnx + tests/fixtures/NAME/).
@@ -71,14 +75,11 @@ pub fn fixtures() -> Vec<Case> {
     out
 }
 
-/// The shared PyTorch reference cases (../shared/reference/NAME/), when present.
+/// The project's given PyTorch reference cases, copied into tests/reference/NAME/ (model
+/// and ref.json; the batch they share is tests/reference/inputs.npy, targets.npy).
 pub fn shared_references() -> Vec<Case> {
-    let base = root().join("../shared/reference");
-    let Ok(rd) = std::fs::read_dir(&base) else {
-        eprintln!("note: {} not found; shared reference cases skipped", base.display());
-        return vec![];
-    };
-    let mut dirs: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+    let base = root().join("tests/reference");
+    let mut dirs: Vec<_> = std::fs::read_dir(&base).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
     dirs.sort();
     dirs.iter()
         .filter_map(|d| case_from(d, d.join("model.onnx"), &format!("shared/{}", d.file_name().unwrap().to_string_lossy())))
