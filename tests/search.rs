@@ -547,3 +547,100 @@ fn cli_space_and_search() {
     assert!(stdout.contains("final best accuracy"), "{stdout}");
     assert!(Path::new(&trace).exists());
 }
+
+#[test]
+fn a_lower_is_better_proxy_is_ranked_lowest_first() {
+    let t = synthetic_table();
+    let (best, _) = best_of(&t);
+    let truth = Truth { select: t.clone(), report: None };
+    let sp = space201();
+    // the negated accuracy: perfect when read lower-is-better, as ntk_cond is
+    let oracle = TableOracle { id: "neg".into(), scores: t.iter().map(|(k, v)| (k.clone(), -v)).collect() };
+    let scorer = Scorer::new(&oracle).with_direction(zerocost::proxies::Direction::Lower);
+    let cfg = SearchConfig { algorithm: Algorithm::Random, budget: 20, warmup: 15_625, seed: 5, ..Default::default() };
+    let rows = run_search(&sp, &cfg, 0, "x", Some(&Ranker::One(&scorer)), Some(&truth)).unwrap();
+    assert_eq!(rows[0].arch, best, "the lowest score is trained first");
+    // without a table the best proxy so far is the lowest one
+    let cfg = SearchConfig { algorithm: Algorithm::Evolution, budget: 60, population: 20, seed: 1, ..Default::default() };
+    let rows = run_search(&sp, &cfg, 0, "x", Some(&Ranker::One(&scorer)), None).unwrap();
+    let last = rows.last().unwrap();
+    assert_eq!(last.best_proxy, rows.iter().map(|r| r.proxy.unwrap()).reduce(f64::min));
+    // the registry says ntk_cond is lower-is-better, and the network oracle passes it on
+    let o = NetworkOracle::new("ntk_cond", 4, 10, 8, 0, "test".into(), 1).unwrap();
+    assert_eq!(Scorer::<Nb201Space>::new(&o).direction(), zerocost::proxies::Direction::Lower);
+}
+
+/// The arguments of a small proxy search over NB201 (synflow on 4-channel one-cell networks).
+fn small_search_args(cache: &Path, trace: &Path, warmup: usize) -> Vec<String> {
+    let truth = root().join("data/nb201_accuracy.csv");
+    [
+        "search", "--space", "nb201", "--algorithm", "evolution", "--budget", "60", "--population", "20", "--warmup", &warmup.to_string(), "--proxy", "synflow",
+        "--channels", "4", "--cells", "1", "--image-size", "8", "--proxy-batch", "4", "--jobs", "2", "--seed", "7", "--truth", truth.to_str().unwrap(),
+        "--truth-column", "cifar10_test", "--cache", cache.to_str().unwrap(), "-o", trace.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn lines_of(p: &Path) -> usize {
+    std::fs::read_to_string(p).map(|t| t.lines().count()).unwrap_or(0)
+}
+
+#[test]
+fn a_search_killed_mid_warmup_resumes_with_the_same_trace() {
+    let bin = env!("CARGO_BIN_EXE_zerocost");
+    let warmup = 800;
+    let (cache_a, trace_a) = (tmp("resume_a_cache.jsonl"), tmp("resume_a_trace.jsonl"));
+    let (cache_b, trace_b) = (tmp("resume_b_cache.jsonl"), tmp("resume_b_trace.jsonl"));
+    for p in [&cache_a, &trace_a, &cache_b, &trace_b] {
+        let _ = std::fs::remove_file(p);
+    }
+    let o = std::process::Command::new(bin).args(small_search_args(&cache_a, &trace_a, warmup)).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // the same search, killed once part of the warm-up pool is scored
+    let mut child = std::process::Command::new(bin)
+        .args(small_search_args(&cache_b, &trace_b, warmup))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while lines_of(&cache_b) < 50 && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let cached = lines_of(&cache_b);
+    assert!((50..warmup).contains(&cached), "killed with {cached} of {warmup} cells in the cache");
+    // every cached line is complete JSON (a line is written whole and flushed)
+    let text = std::fs::read_to_string(&cache_b).unwrap();
+    let complete = text.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()).count();
+    assert!(complete + 1 >= cached, "at most a partial last line");
+    let o = std::process::Command::new(bin).args(small_search_args(&cache_b, &trace_b, warmup)).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{err}");
+    // the rerun scored only what the killed run had not
+    let computed: usize = err.lines().find_map(|l| l.strip_prefix("proxy: ")?.split(' ').next()?.parse().ok()).unwrap();
+    assert!(computed <= warmup - complete, "rerun computed {computed}, {complete} were cached:\n{err}");
+    assert_eq!(std::fs::read_to_string(&trace_a).unwrap(), std::fs::read_to_string(&trace_b).unwrap());
+    assert_eq!(lines_of(&trace_b), 60);
+}
+
+#[test]
+fn search_outputs_are_checked_before_any_scoring() {
+    let (cache, trace) = (tmp("checked_cache.jsonl"), tmp("checked_trace.jsonl"));
+    let _ = std::fs::remove_file(&cache);
+    let mut args = small_search_args(&cache, &trace, 5000);
+    args.extend(["--plot".to_string(), tmp("plot.jpg").to_str().unwrap().to_string()]);
+    let t0 = std::time::Instant::now();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_zerocost")).args(&args).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains(".svg, .png"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(lines_of(&cache), 0, "nothing was scored");
+    assert!(t0.elapsed().as_secs() < 5);
+    let args = small_search_args(&cache, &tmp("no/such/folder/trace.jsonl"), 5000);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_zerocost")).args(&args).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not exist"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(lines_of(&cache), 0, "nothing was scored");
+}
