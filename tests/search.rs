@@ -644,3 +644,15 @@ fn search_outputs_are_checked_before_any_scoring() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("does not exist"), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(lines_of(&cache), 0, "nothing was scored");
 }
+
+#[test]
+fn a_naslib_table_without_its_root_says_which_flag_to_use() {
+    let sp = space201();
+    let norm = |k: &str| sp.normalize_key(k);
+    let path = root().join("data/naslib_zc_nasbench201_725subset.json");
+    let e = format!("{:#}", table::load(&path, Some("synflow"), None, &norm).unwrap_err());
+    assert!(e.contains("--proxy-root") && e.contains("cifar10"), "{e}");
+    assert!(e.len() < 400, "the message lists a few keys, not hundreds: {e}");
+    // 725 cells, one of them without a synflow score (counted with Python's json module)
+    assert_eq!(table::load(&path, Some("synflow"), Some("cifar10"), &norm).unwrap().len(), 724);
+}

@@ -83,6 +83,21 @@ fn from_csv(text: &str, column: Option<&str>) -> Result<Vec<(String, f64)>> {
     Ok(out)
 }
 
+/// At most 8 keys of an object, and how many more there are.
+fn some_keys(o: &serde_json::Map<String, Value>) -> String {
+    let shown: Vec<&str> = o.keys().take(8).map(String::as_str).collect();
+    match o.len().saturating_sub(8) {
+        0 => shown.join(", "),
+        more => format!("{}, … ({more} more)", shown.join(", ")),
+    }
+}
+
+/// A JSON table one level too high: a few keys (datasets) each holding objects of objects,
+/// as NASLib's `{"cifar10": {arch: {"val_accuracy": .., "synflow": {..}}}}`.
+fn looks_nested(o: &serde_json::Map<String, Value>) -> bool {
+    !o.is_empty() && o.len() <= 16 && o.values().all(|e| e.as_object().is_some_and(|inner| !inner.is_empty() && inner.values().all(Value::is_object)))
+}
+
 fn field<'v>(v: &'v Value, path: &str) -> Option<&'v Value> {
     path.split('.').try_fold(v, |acc, p| acc.get(p))
 }
@@ -95,7 +110,7 @@ fn value_of(v: &Value, column: Option<&str>) -> Result<Option<f64>> {
             let c = match column {
                 Some(c) => c,
                 None if o.contains_key("accuracy") => "accuracy",
-                None => bail!("entries are objects; pick a field with --truth-column / --proxy-column (fields: {})", o.keys().cloned().collect::<Vec<_>>().join(", ")),
+                None => bail!("entries are objects; pick a field with --truth-column / --proxy-column (fields: {})", some_keys(o)),
             };
             match field(v, c) {
                 Some(Value::Number(n)) => Ok(n.as_f64()),
@@ -144,6 +159,13 @@ fn from_json(text: &str, column: Option<&str>, root: Option<&str>) -> Result<Vec
         }
     }
     let obj = v.as_object().ok_or_else(|| anyhow!("expected a JSON object arch → accuracy"))?;
+    if looks_nested(obj) {
+        let first = obj.keys().next().cloned().unwrap_or_default();
+        bail!(
+            "the top-level keys ({}) hold tables of their own: pick one with --truth-root / --proxy-root (e.g. {first})",
+            some_keys(obj)
+        );
+    }
     let mut out = Vec::new();
     for (k, e) in obj {
         if let Some(x) = value_of(e, column)? {
