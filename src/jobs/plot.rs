@@ -67,7 +67,7 @@ fn scatter<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &ProxyStats) ->
     let xs: Vec<f64> = p.points.iter().map(|q| q.0).collect();
     let ys: Vec<f64> = p.points.iter().map(|q| q.1).collect();
     let (ymin, ymax) = padded(ys.iter().copied().fold(f64::INFINITY, f64::min), ys.iter().copied().fold(f64::NEG_INFINITY, f64::max));
-    let caption = format!("{}: spearman {:.3}, kendall {:.3}, n = {}", p.name, p.spearman, p.kendall, p.n);
+    let caption = format!("{}: spearman {}, kendall {}, n = {}", p.name, super::correlate::fmt_stat(p.spearman), super::correlate::fmt_stat(p.kendall), p.n);
     let dot = |(x, y): (f64, f64)| Circle::new((x, y), 4, BLUE.mix(0.6).filled());
     let xmin = xs.iter().copied().fold(f64::INFINITY, f64::min);
     let xmax = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -127,7 +127,7 @@ fn bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, r: &Report) -> DrawRe
             SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
         })
-        .x_desc("Spearman rho with accuracy (signed; the paper reports |rho|)")
+        .x_desc("Spearman rho with accuracy, in each proxy's direction (the paper reports |rho|)")
         .label_style((FONT, 14))
         .draw()?;
     chart.draw_series(r.proxies.iter().enumerate().filter(|(_, p)| p.spearman.is_finite()).map(|(i, p)| {
@@ -137,7 +137,8 @@ fn bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, r: &Report) -> DrawRe
         rect
     }))?;
     chart.draw_series(r.proxies.iter().enumerate().map(|(i, p)| {
-        let (x, text) = if p.spearman.is_finite() { (if p.spearman >= 0.0 { -0.02 } else { 0.02 }, format!("{:.3}", p.spearman)) } else { (0.02, "n/a".into()) };
+        let x = if p.spearman.is_finite() && p.spearman >= 0.0 { -0.02 } else { 0.02 };
+        let text = super::correlate::fmt_stat(p.spearman);
         let style = TextStyle::from((FONT, 14).into_font()).pos(plotters::style::text_anchor::Pos::new(
             if x < 0.0 { plotters::style::text_anchor::HPos::Right } else { plotters::style::text_anchor::HPos::Left },
             plotters::style::text_anchor::VPos::Center,
