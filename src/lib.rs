@@ -9,6 +9,7 @@ pub mod autodiff;
 pub mod data;
 pub mod engine;
 pub mod jobs;
+pub mod memory;
 pub mod onnx;
 pub mod output_path;
 pub mod proxies;

@@ -311,6 +311,10 @@ impl BatchRequest {
 /// Builds the batch `req` asks for from `source`. Errors name the file or folder at fault.
 pub fn load_batch(source: &DataSource, req: &BatchRequest) -> Result<Batch> {
     req.validate()?;
+    // float32 samples (plus, for image sources, one decoded copy)
+    let mut shape = vec![req.batch_size];
+    shape.extend(&req.input_shape);
+    crate::memory::check(format!("a batch of {} samples of shape {:?}", req.batch_size, req.input_shape), crate::memory::elements(&shape).saturating_mul(8))?;
     let batch = match source {
         DataSource::Synthetic => synthetic::load(req),
         DataSource::Npy { inputs, targets } => npy::load_pair(inputs, targets, req),

@@ -191,7 +191,7 @@ fn load_runtime() -> Result<Runtime> {
         let env = match built {
             Ok(Ok(env)) => env,
             Ok(Err(e)) => bail!("ONNX Runtime at {} ({found_by}) could not be initialised: {e:#}; {INSTALL_HINT}", path.display()),
-            Err(p) => bail!("ONNX Runtime at {} ({found_by}) could not be initialised: {}; {INSTALL_HINT}", path.display(), panic_message(p)),
+            Err(p) => bail!("ONNX Runtime at {} ({found_by}) could not be initialised: {}; {INSTALL_HINT}", path.display(), crate::memory::panic_message(p)),
         };
         if std::env::var_os("ZEROCOST_DEBUG").is_some() {
             eprintln!("ort: loaded ONNX Runtime 1.{minor} from {} ({found_by})", path.display());
@@ -201,12 +201,6 @@ fn load_runtime() -> Result<Runtime> {
     bail!("ONNX Runtime library not found (tried {}); {INSTALL_HINT}", tried.join("; "))
 }
 
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
-}
 
 fn oe<R>(e: ort::Error<R>) -> anyhow::Error {
     anyhow!("{}", e.message().trim_end_matches('.'))
@@ -391,7 +385,7 @@ impl OrtEngine {
         }));
         match built {
             Ok(r) => r,
-            Err(p) => bail!("ONNX Runtime panicked while preparing the program: {}", panic_message(p)),
+            Err(p) => bail!("ONNX Runtime panicked while preparing the program: {}", crate::memory::panic_message(p)),
         }
     }
 
@@ -425,6 +419,7 @@ impl Engine for OrtEngine {
     }
 
     fn load(&self, original: &Graph) -> Result<Box<dyn Program>> {
+        original.check_memory()?;
         // tract gets the program as given: composite ops are lowered per engine
         let graph = &program_for(original, Target::Onnx)?;
         if has_f64(graph) {
@@ -546,7 +541,7 @@ impl Program for OrtProgram {
         match res {
             Ok(Ok(m)) => Ok(m),
             Ok(Err(e)) => bail!("{}: ONNX Runtime run failed: {e:#}", self.source),
-            Err(p) => bail!("{}: ONNX Runtime panicked while running: {}", self.source, panic_message(p)),
+            Err(p) => bail!("{}: ONNX Runtime panicked while running: {}", self.source, crate::memory::panic_message(p)),
         }
     }
 }

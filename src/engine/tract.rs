@@ -46,12 +46,6 @@ struct TractProgram {
     source: String,
 }
 
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
-}
 
 fn datum(d: DType) -> DatumType {
     match d {
@@ -69,6 +63,7 @@ impl Engine for TractEngine {
     }
 
     fn load(&self, graph: &Graph) -> Result<Box<dyn Program>> {
+        graph.check_memory()?;
         let graph = &program_for(graph, Target::Tract)?;
         let graph = &*adapt_float64(graph)?;
         let proto = to_model_proto(graph);
@@ -94,7 +89,7 @@ impl Engine for TractEngine {
         let plan = match built {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => bail!("{}: tract could not prepare the program: {e:#}", graph.source),
-            Err(p) => bail!("{}: tract panicked while preparing the program: {}", graph.source, panic_message(p)),
+            Err(p) => bail!("{}: tract panicked while preparing the program: {}", graph.source, crate::memory::panic_message(p)),
         };
         if std::env::var_os("ZEROCOST_DEBUG").is_some() {
             eprintln!("tract: prepared {} nodes in {:.3}s", graph.nodes.len(), start.elapsed().as_secs_f64());
@@ -154,7 +149,7 @@ impl Program for TractProgram {
         let out = match res {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => bail!("{}: tract run failed: {e:#}", self.source),
-            Err(p) => bail!("{}: tract panicked while running: {}", self.source, panic_message(p)),
+            Err(p) => bail!("{}: tract panicked while running: {}", self.source, crate::memory::panic_message(p)),
         };
         let mut map = Outputs::new();
         for (name, v) in self.outputs.iter().zip(out.iter()) {

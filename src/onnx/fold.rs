@@ -72,6 +72,7 @@ fn try_fold(g: &Graph, n: &Node) -> Result<Option<Vec<Tensor>>> {
     if matches!(n.op.as_str(), "ConstantOfShape" | "Expand" | "Tile") && info[0].numel() > MAX_FOLDED_FILL {
         return Ok(None);
     }
+    crate::memory::check(format!("{}: folding {} into a constant {:?}", g.source, n.describe(), info[0].shape), info[0].bytes().saturating_mul(2))?;
     let t = eval(g, n, &info[0].shape, info[0].dtype)
         .with_context(|| format!("{}: cannot fold constant {}", g.source, n.describe()))?;
     Ok(Some(vec![t]))

@@ -28,19 +28,38 @@ impl Window {
     }
 }
 
+/// Largest window size, stride, dilation or padding taken from a file: beyond it the
+/// arithmetic below could overflow, and no real network comes near.
+const MAX_EXTENT: i64 = 1 << 31;
+
 fn spatial_attr(n: &Node, key: &str, rank: usize, default: usize) -> Result<Vec<usize>> {
+    // strides and dilations of 0 would divide by zero; output_padding may be 0
+    let min = if default == 0 { 0 } else { 1 };
     match n.ints(key) {
-        Some(v) if v.len() == rank => Ok(v.iter().map(|&x| x as usize).collect()),
+        Some(v) if v.len() == rank => v
+            .iter()
+            .map(|&x| if (min..=MAX_EXTENT).contains(&x) { Ok(x as usize) } else { bail!("{}: {key} {x} out of range {min}..={MAX_EXTENT}", n.describe()) })
+            .collect(),
         Some(v) if v.is_empty() => Ok(vec![default; rank]),
         Some(v) => bail!("{}: attribute {key} has {} values, expected {rank}", n.describe(), v.len()),
         None => Ok(vec![default; rank]),
     }
 }
 
+/// Spatial sizes and kernel sizes must be at least 1 and at most [`MAX_EXTENT`].
+fn check_extents(n: &Node, input: &[usize], kernel: &[usize]) -> Result<()> {
+    let ok = |v: &[usize]| v.iter().all(|&x| x >= 1 && x as u64 <= MAX_EXTENT as u64);
+    if !ok(input) || !ok(kernel) {
+        bail!("{}: spatial size {input:?} or kernel {kernel:?} out of range 1..={MAX_EXTENT}", n.describe());
+    }
+    Ok(())
+}
+
 /// Geometry of a Conv or pooling window over `input` spatial dims.
 /// `kernel` comes from the weight (Conv) or the `kernel_shape` attribute (pools).
 pub fn window(n: &Node, input: &[usize], kernel: &[usize], ceil_mode: bool) -> Result<Window> {
     let r = kernel.len();
+    check_extents(n, input, kernel)?;
     if input.len() != r {
         bail!("{}: input has {} spatial dims, kernel {r}", n.describe(), input.len());
     }
@@ -77,6 +96,9 @@ pub fn window(n: &Node, input: &[usize], kernel: &[usize], ceil_mode: bool) -> R
                 if p.iter().any(|&x| x < 0) {
                     bail!("{}: negative pads are not supported", n.describe());
                 }
+                if p.iter().any(|&x| x > MAX_EXTENT) {
+                    bail!("{}: pads {p:?} out of range", n.describe());
+                }
                 pads_begin = p[..r].iter().map(|&x| x as usize).collect();
                 pads_end = p[r..].iter().map(|&x| x as usize).collect();
             }
@@ -108,6 +130,10 @@ pub fn window(n: &Node, input: &[usize], kernel: &[usize], ceil_mode: bool) -> R
 /// spatial output size.
 pub fn conv_transpose_window(n: &Node, input: &[usize], kernel: &[usize]) -> Result<Window> {
     let r = kernel.len();
+    check_extents(n, input, kernel)?;
+    if input.len() != r {
+        bail!("{}: input has {} spatial dims, kernel {r}", n.describe(), input.len());
+    }
     let strides = spatial_attr(n, "strides", r, 1)?;
     let dilations = spatial_attr(n, "dilations", r, 1)?;
     let out_pad = spatial_attr(n, "output_padding", r, 0)?;

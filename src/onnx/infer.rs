@@ -251,7 +251,7 @@ fn infer_inner(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
             if xi.rank() < 3 || w.rank() != xi.rank() {
                 bail!("Conv wants input and weight of equal rank >= 3, got {:?} and {:?}", xi.shape, w.shape);
             }
-            let group = n.int("group", 1) as usize;
+            let group = group_of(n)?;
             if xi.shape[1] != w.shape[1] * group || w.shape[0] % group != 0 {
                 bail!("Conv channels do not match: input {:?}, weight {:?}, group {group}", xi.shape, w.shape);
             }
@@ -262,7 +262,10 @@ fn infer_inner(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
         }
         "ConvTranspose" => {
             let (xi, w) = (x()?, input(g, n, 1)?);
-            let group = n.int("group", 1) as usize;
+            if xi.rank() < 3 || w.rank() != xi.rank() {
+                bail!("ConvTranspose wants input and weight of equal rank >= 3, got {:?} and {:?}", xi.shape, w.shape);
+            }
+            let group = group_of(n)?;
             if xi.shape[1] != w.shape[0] {
                 bail!("ConvTranspose channels do not match: input {:?}, weight {:?}", xi.shape, w.shape);
             }
@@ -273,6 +276,9 @@ fn infer_inner(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
         }
         "MaxPool" | "AveragePool" | "LpPool" => {
             let xi = x()?;
+            if xi.rank() < 3 {
+                bail!("{} wants an input of rank >= 3, got {:?}", n.op, xi.shape);
+            }
             let k: Vec<usize> = n
                 .ints("kernel_shape")
                 .ok_or_else(|| anyhow!("pooling without kernel_shape"))?
@@ -407,8 +413,10 @@ fn infer_inner(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
                 Some(p) => p.iter().map(|&v| v as usize).collect(),
                 None => (0..xi.rank()).rev().collect(),
             };
-            if perm.len() != xi.rank() {
-                bail!("Transpose perm {perm:?} does not match rank {}", xi.rank());
+            let mut sorted = perm.clone();
+            sorted.sort_unstable();
+            if sorted != (0..xi.rank()).collect::<Vec<_>>() {
+                bail!("Transpose perm {:?} is not a permutation of the {} axes", n.ints("perm").unwrap_or_default(), xi.rank());
             }
             vec![TypeInfo::new(xi.dtype, perm.iter().map(|&p| xi.shape[p]).collect())]
         }
@@ -604,4 +612,12 @@ pub fn matmul_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
         s.push(nn);
     }
     Ok(s)
+}
+
+/// The `group` attribute of Conv/ConvTranspose: at least 1 (0 would divide by zero).
+fn group_of(n: &Node) -> Result<usize> {
+    match n.int("group", 1) {
+        g if (1..=1 << 31).contains(&g) => Ok(g as usize),
+        g => bail!("{}: group {g} out of range", n.describe()),
+    }
 }

@@ -42,6 +42,15 @@ impl DType {
     pub fn is_float(self) -> bool {
         matches!(self, DType::F32 | DType::F64)
     }
+
+    /// Bytes of one element.
+    pub fn width(self) -> usize {
+        match self {
+            DType::F32 | DType::I32 => 4,
+            DType::F64 | DType::I64 => 8,
+            DType::Bool => 1,
+        }
+    }
 }
 
 /// A constant tensor (an initializer, a folded constant, or a value bound to an input).
@@ -183,8 +192,13 @@ impl TypeInfo {
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
+    /// Number of elements (saturating: a hostile file's dimensions must not wrap around).
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        self.shape.iter().fold(1usize, |a, &d| a.saturating_mul(d))
+    }
+
+    pub fn bytes(&self) -> u128 {
+        crate::memory::elements(&self.shape).saturating_mul(self.dtype.width() as u128)
     }
 }
 
@@ -283,6 +297,31 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// The bytes of every tensor of the graph at its inferred shapes (an upper bound of what
+    /// an engine holds at once), and the largest tensor's name and type.
+    pub fn tensor_bytes(&self) -> (u128, Option<(&str, &TypeInfo)>) {
+        let mut total = 0u128;
+        let mut largest: Option<(&str, &TypeInfo)> = None;
+        for (name, info) in &self.types {
+            total = total.saturating_add(info.bytes());
+            if largest.is_none_or(|(_, l)| info.bytes() > l.bytes()) {
+                largest = Some((name.as_str(), info));
+            }
+        }
+        (total, largest)
+    }
+
+    /// Fails, naming the largest tensor, when the graph's tensors at their inferred shapes
+    /// are over the memory budget (before an engine allocates them).
+    pub fn check_memory(&self) -> Result<()> {
+        let (total, largest) = self.tensor_bytes();
+        let what = match largest {
+            Some((name, l)) => format!("{}: the program's tensors at this batch (largest '{name}' {:?} {:?}, {})", self.source, l.shape, l.dtype, crate::memory::human(l.bytes())),
+            None => format!("{}: the program", self.source),
+        };
+        crate::memory::check(what, total)
+    }
+
     pub fn info(&self, name: &str) -> Result<&TypeInfo> {
         self.types.get(name).ok_or_else(|| anyhow!("{}: no type known for tensor '{name}'", self.source))
     }

@@ -78,6 +78,8 @@ impl Model {
                 s[0] = batch;
                 s
             };
+            // the batch is allocated from this shape: refuse what cannot fit before trying
+            crate::memory::check(format!("{}: input '{}' {:?} ({:?})", self.path.display(), d.name, shape, d.dtype), crate::memory::elements(&shape).saturating_mul(d.dtype.width() as u128))?;
             shapes.insert(d.name.clone(), shape);
         }
         Ok(InputShapes { shapes, export_batch: self.export_batch(), batch })
@@ -85,6 +87,10 @@ impl Model {
 
     /// The canonical graph for a run at these shapes with these options.
     pub fn canonical(&self, shapes: &InputShapes, opts: &CanonOptions) -> Result<Graph> {
-        canonicalize(&self.raw, shapes, opts)
+        let g = canonicalize(&self.raw, shapes, opts)?;
+        // every pass starts from this graph: refuse shapes that cannot be afforded here,
+        // before any tensor of theirs (a seed, a batch, a constant) is allocated
+        g.check_memory()?;
+        Ok(g)
     }
 }

@@ -129,7 +129,7 @@ pub fn tensor_from_proto(t: &pb::TensorProto, dir: &Path) -> Result<Tensor> {
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| anyhow!("negative dimension {d}")))
         .collect::<Result<_>>()?;
-    let n: usize = shape.iter().product();
+    let n = usize::try_from(crate::memory::elements(&shape)).map_err(|_| anyhow!("shape {shape:?} has too many elements"))?;
     let external = t.data_location == Some(pb::tensor_proto::DataLocation::External as i32);
     let raw: Option<Vec<u8>> = if external {
         Some(read_external(t, dir)?)
@@ -142,12 +142,7 @@ pub fn tensor_from_proto(t: &pb::TensorProto, dir: &Path) -> Result<Tensor> {
     let bad = || anyhow!("tensor data holds the wrong number of elements for shape {shape:?}");
     let tensor = match raw {
         Some(bytes) => {
-            let width = match dtype {
-                DType::F32 | DType::I32 => 4,
-                DType::F64 | DType::I64 => 8,
-                DType::Bool => 1,
-            };
-            if bytes.len() != n * width {
+            if Some(bytes.len()) != n.checked_mul(dtype.width()) {
                 return Err(bad());
             }
             match dtype {
@@ -177,14 +172,24 @@ fn read_external(t: &pb::TensorProto, dir: &Path) -> Result<Vec<u8>> {
         bail!("external data location '{location}' must be a relative path inside the model's folder");
     }
     let path = dir.join(rel);
-    let data = std::fs::read(&path).with_context(|| format!("cannot read external data file {}", path.display()))?;
-    let offset: usize = get("offset").map(|v| v.parse()).transpose()?.unwrap_or(0);
-    let length: Option<usize> = get("length").map(|v| v.parse()).transpose()?;
-    let end = length.map(|l| offset + l).unwrap_or(data.len());
-    if end > data.len() {
-        bail!("external data file {} is shorter than the tensor needs ({} < {end} bytes)", path.display(), data.len());
+    let offset: u64 = get("offset").map(|v| v.parse()).transpose().context("external data offset")?.unwrap_or(0);
+    let length: Option<u64> = get("length").map(|v| v.parse()).transpose().context("external data length")?;
+    let size = std::fs::metadata(&path).with_context(|| format!("cannot read external data file {}", path.display()))?.len();
+    let end = match length {
+        Some(l) => offset.checked_add(l).ok_or_else(|| anyhow!("external data offset {offset} + length {l} overflows"))?,
+        None => size,
+    };
+    if end > size || offset > end {
+        bail!("external data file {} is shorter than the tensor needs ({size} < {end} bytes)", path.display());
     }
-    Ok(data[offset..end].to_vec())
+    // only the tensor's own bytes are read, after the size is known to be affordable
+    crate::memory::check(format!("external data of {} ({})", t.name, path.display()), (end - offset) as u128)?;
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(&path).with_context(|| format!("cannot read external data file {}", path.display()))?;
+    f.seek(std::io::SeekFrom::Start(offset))?;
+    let mut data = vec![0u8; (end - offset) as usize];
+    f.read_exact(&mut data).with_context(|| format!("cannot read external data file {}", path.display()))?;
+    Ok(data)
 }
 
 pub fn tensor_to_proto(name: &str, t: &Tensor) -> pb::TensorProto {

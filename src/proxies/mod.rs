@@ -495,7 +495,10 @@ pub fn find_measures(model: &Model, batch: &Batch, names: &[&str], engine: &dyn 
         let start = Instant::now();
         let res = match reg.iter().find(|p| p.name == *name) {
             None => Err(anyhow!("unknown proxy '{name}'")),
-            Some(p) => (p.compute)(&ctx).and_then(|v| {
+            // a panic (a bug, or a file no check foresaw) is this proxy's error, not the process's
+            Some(p) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (p.compute)(&ctx)))
+                .unwrap_or_else(|e| Err(anyhow!("internal error (panic): {}", crate::memory::panic_message(e))))
+                .and_then(|v| {
                 if v.total.is_finite() {
                     Ok(v)
                 } else {
