@@ -520,7 +520,7 @@ fn spawn_batch(job: &Path, log: &Path) -> std::process::Child {
 #[test]
 fn sigkill_and_an_immediate_rerun_twenty_times_loses_nothing() {
     let dir = scratch("sigkill20");
-    let job = tiny_job(&dir, 48, "params,synflow", "workers: 2\n");
+    let job = tiny_job(&dir, 64, "params,synflow", "");
     let out = dir.join("out/results.jsonl");
     let mut killed: Vec<std::process::Child> = Vec::new();
     let mut mid_job = 0;
@@ -561,7 +561,7 @@ fn sigkill_and_an_immediate_rerun_twenty_times_loses_nothing() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(mid_job >= 10, "only {mid_job} kills landed while scoring");
     let counts = line_counts(&out);
-    assert_eq!(counts.len(), 48, "no model lost");
+    assert_eq!(counts.len(), 64, "no model lost");
     assert!(counts.values().all(|n| *n == 1), "each model once: {counts:?}");
     assert!(lines(&out).iter().all(|v| v["status"] == "ok" && v["scores"]["synflow"].is_number()));
     assert!(!dir.join("out/results.jsonl.lock").exists(), "a finished run removes its lock record");
@@ -585,17 +585,19 @@ fn a_held_lock_is_waited_for_then_its_holder_is_named() {
     let record = std::fs::read_to_string(dir.join("out/results.jsonl.lock")).unwrap();
     assert!(record.starts_with(&format!("pid {pid} on ")), "{record}");
 
-    // another process (here: this test) holds the lock for a second: the rerun waits for it
+    // another process (here: this test) holds the lock: the rerun waits for it
     let held = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
     held.lock().unwrap();
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(1500));
-        drop(held);
-    });
-    let o = run(zerocost().arg("batch").arg(&job));
-    release.join().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("waiting for the lock"), "{}", text(&o.stderr));
+    let log = dir.join("second.log");
+    let mut second = spawn_batch(&job, &log);
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap().contains("waiting for the lock") {
+        assert!(second.try_wait().unwrap().is_none(), "gave up at once: {}", std::fs::read_to_string(&log).unwrap());
+        assert!(start.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(held);
+    assert!(second.wait().unwrap().success(), "{}", std::fs::read_to_string(&log).unwrap());
     assert_eq!(line_counts(&out).len(), 12);
 
     // a lock that stays is an error after the wait, naming who recorded it

@@ -22,6 +22,8 @@ use std::path::PathBuf;
 
 /// `zerocost batch JOB.yaml`
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Exit status: 0 when every model of the run is scored; 1 when a model failed, in this run or kept \
+from an earlier one (--retry-failed scores those again); 2 for a bad job file, an unusable output or other errors.")]
 pub struct BatchArgs {
     /// The job file (YAML).
     pub job: PathBuf,
