@@ -1,6 +1,8 @@
-//! Batch jobs on real runs over the bundled fixtures: kill and resume, shards merged equal a
-//! single run, merge refuses conflicting duplicates, line-numbered job errors, rank
-//! correlations against known values, the correlate report and plots.
+//! Batch jobs on real runs over the bundled fixtures: kill and resume (also `kill -9` with an
+//! immediate rerun, and the lock of the results file), shards merged equal a single run,
+//! merge refuses conflicting duplicates and combines added proxies, outputs and settings
+//! checked before work, dry runs, exit codes, line-numbered job errors, rank correlations
+//! against known values, the correlate report and plots.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
