@@ -278,6 +278,7 @@ fn the_example_job_is_valid() {
     let out = text(&o.stdout);
     assert!(out.contains("shard 1/4"), "{out}");
     assert!(out.contains("models/nb201_a.onnx  {\"family\":\"nas-bench-201\""), "{out}");
+    let _ = std::fs::remove_dir_all(fresh.parent().unwrap());
 }
 
 #[test]
