@@ -1,6 +1,8 @@
-//! Batch jobs on real runs over the bundled fixtures: kill and resume, shards merged equal a
-//! single run, merge refuses conflicting duplicates, line-numbered job errors, rank
-//! correlations against known values, the correlate report and plots.
+//! Batch jobs on real runs over the bundled fixtures: kill and resume (also `kill -9` with an
+//! immediate rerun, and the lock of the results file), shards merged equal a single run,
+//! merge refuses conflicting duplicates and combines added proxies, outputs and settings
+//! checked before work, dry runs, exit codes, line-numbered job errors, rank correlations
+//! against known values, the correlate report and plots.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -262,7 +264,9 @@ fn a_malformed_job_reports_every_error_with_its_line() {
 
 #[test]
 fn the_example_job_is_valid() {
-    let o = run(zerocost().args(["batch", "examples/job.yaml", "--dry-run"]).current_dir(root()));
+    // a fresh output: a dry run lists only what is not in it yet
+    let fresh = scratch("example").join("fresh.jsonl");
+    let o = run(zerocost().args(["batch", "examples/job.yaml", "--dry-run", "--output"]).arg(&fresh).current_dir(root()));
     assert!(o.status.success(), "{}", text(&o.stderr));
     let out = text(&o.stdout);
     for m in ["models/tiny_mlp.onnx", "models/tiny_cnn.onnx", "models/nb201_a.onnx"] {
@@ -274,6 +278,7 @@ fn the_example_job_is_valid() {
     let out = text(&o.stdout);
     assert!(out.contains("shard 1/4"), "{out}");
     assert!(out.contains("models/nb201_a.onnx  {\"family\":\"nas-bench-201\""), "{out}");
+    let _ = std::fs::remove_dir_all(fresh.parent().unwrap());
 }
 
 #[test]
@@ -484,4 +489,310 @@ fn a_job_can_score_the_cells_of_a_space() {
     let o = run(zerocost().arg("batch").arg(dir.join("bad.yaml")).arg("--dry-run"));
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("bad.yaml:3") && text(&o.stderr).contains("no cell"), "{}", text(&o.stderr));
+}
+
+/// A job over `n` copies of the tiny CNN, scored with `proxies`; more settings in `extra`.
+fn tiny_job(dir: &Path, n: usize, proxies: &str, extra: &str) -> PathBuf {
+    for i in 0..n {
+        copy_models(dir, &[("tiny_cnn.onnx", &format!("m{i:02}.onnx"))]);
+    }
+    let job = dir.join("job.yaml");
+    std::fs::write(&job, format!("models: [models/*.onnx]\nproxies: {proxies}\nbatch_size: 4\noutput: out/results.jsonl\n{extra}")).unwrap();
+    job
+}
+
+fn newlines(path: &Path) -> usize {
+    std::fs::read(path).map(|b| b.iter().filter(|c| **c == b'\n').count()).unwrap_or(0)
+}
+
+/// model → how many lines it has
+fn line_counts(path: &Path) -> BTreeMap<String, usize> {
+    let mut n = BTreeMap::new();
+    for v in lines(path) {
+        *n.entry(v["model"].as_str().unwrap().to_string()).or_insert(0) += 1;
+    }
+    n
+}
+
+/// Starts `batch job` writing its stderr to `log`.
+fn spawn_batch(job: &Path, log: &Path) -> std::process::Child {
+    let err = std::fs::File::create(log).unwrap();
+    zerocost().arg("batch").arg(job).arg("-q").stdout(Stdio::null()).stderr(err).spawn().unwrap()
+}
+
+#[test]
+fn sigkill_and_an_immediate_rerun_twenty_times_loses_nothing() {
+    let dir = scratch("sigkill20");
+    let job = tiny_job(&dir, 64, "params,synflow", "");
+    let out = dir.join("out/results.jsonl");
+    let mut killed: Vec<std::process::Child> = Vec::new();
+    let mut mid_job = 0;
+    for round in 0..20 {
+        // started at once after the kill of the previous round, before that one is reaped
+        let log = dir.join(format!("round{round}.log"));
+        let mut child = spawn_batch(&job, &log);
+        for k in killed.drain(..) {
+            let mut k = k;
+            k.wait().unwrap();
+        }
+        let (before, start) = (newlines(&out), Instant::now());
+        let exited = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if newlines(&out) > before {
+                break None;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "round {round}: no progress: {}", std::fs::read_to_string(&log).unwrap());
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let log_text = std::fs::read_to_string(&log).unwrap();
+        assert!(!log_text.contains("another process"), "round {round} was refused: {log_text}");
+        match exited {
+            Some(status) => assert!(status.success(), "round {round}: {status}: {log_text}"),
+            None => {
+                child.kill().unwrap();
+                mid_job += 1;
+                killed.push(child);
+            }
+        }
+    }
+    let o = run(zerocost().arg("batch").arg(&job));
+    for mut k in killed {
+        k.wait().unwrap();
+    }
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(mid_job >= 10, "only {mid_job} kills landed while scoring");
+    let counts = line_counts(&out);
+    assert_eq!(counts.len(), 64, "no model lost");
+    assert!(counts.values().all(|n| *n == 1), "each model once: {counts:?}");
+    assert!(lines(&out).iter().all(|v| v["status"] == "ok" && v["scores"]["synflow"].is_number()));
+    assert!(!dir.join("out/results.jsonl.lock").exists(), "a finished run removes its lock record");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_held_lock_is_waited_for_then_its_holder_is_named() {
+    let dir = scratch("lock");
+    let job = tiny_job(&dir, 12, "params,synflow", "");
+    let out = dir.join("out/results.jsonl");
+    // a run killed mid-job leaves its lock record behind
+    let mut child = spawn_batch(&job, &dir.join("first.log"));
+    let start = Instant::now();
+    while newlines(&out) == 0 && child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let pid = child.id();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let record = std::fs::read_to_string(dir.join("out/results.jsonl.lock")).unwrap();
+    assert!(record.starts_with(&format!("pid {pid} on ")), "{record}");
+
+    // another process (here: this test) holds the lock: the rerun waits for it
+    let held = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+    held.lock().unwrap();
+    let log = dir.join("second.log");
+    let mut second = spawn_batch(&job, &log);
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap().contains("waiting for the lock") {
+        assert!(second.try_wait().unwrap().is_none(), "gave up at once: {}", std::fs::read_to_string(&log).unwrap());
+        assert!(start.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(held);
+    assert!(second.wait().unwrap().success(), "{}", std::fs::read_to_string(&log).unwrap());
+    assert_eq!(line_counts(&out).len(), 12);
+
+    // a lock that stays is an error after the wait, naming who recorded it
+    std::fs::write(dir.join("out/results.jsonl.lock"), &record).unwrap();
+    let held = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+    held.lock().unwrap();
+    let o = run(zerocost().arg("batch").arg(&job).env("ZEROCOST_LOCK_WAIT", "0.5"));
+    drop(held);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("being written by another process") && err.contains(&format!("pid {pid} on ")), "{err}");
+    assert!(err.contains("has exited"), "the killed holder is said to be gone: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn outputs_are_checked_before_any_work() {
+    let dir = scratch("outputs");
+    let job = tiny_job(&dir, 2, "params", "");
+    std::fs::write(dir.join("afile"), "").unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--output", "no/such/folder/r.jsonl"], "does not exist"),
+        (&["--output", "afile/r.jsonl"], "does not exist"),
+        (&["--output", "models"], "is a folder"),
+    ];
+    for (args, why) in cases {
+        for dry in [false, true] {
+            let mut cmd = zerocost();
+            cmd.arg("batch").arg(&job).args(args).current_dir(&dir);
+            if dry {
+                cmd.arg("--dry-run");
+            }
+            let o = run(&mut cmd);
+            let err = text(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+            assert!(err.contains(why) && err.contains("--output"), "{args:?}: {err}");
+            assert!(text(&o.stdout).is_empty());
+        }
+    }
+    // the job's own output: a folder that cannot be made
+    std::fs::write(&job, "models: [models/*.onnx]\nproxies: params\noutput: afile/sub/r.jsonl\n").unwrap();
+    let o = run(zerocost().arg("batch").arg(&job));
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot create folder") && err.trim_end().lines().count() == 1, "{err}");
+    assert!(!dir.join("no").exists() && std::fs::read(dir.join("afile")).unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dry_run_lists_only_what_would_run() {
+    let dir = scratch("dryrun");
+    let job = tiny_job(&dir, 3, "params", "");
+    let o = run(zerocost().arg("batch").arg(&job).arg("-q"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = run(zerocost().arg("batch").arg(&job).arg("--dry-run"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let listed = text(&o.stdout);
+    assert_eq!(listed.lines().count(), 1, "only the summary line: {listed}");
+    assert!(listed.contains("3 already done, 0 to score"), "{listed}");
+    // one model more, and --force
+    copy_models(&dir, &[("tiny_cnn.onnx", "m03.onnx")]);
+    let o = run(zerocost().arg("batch").arg(&job).arg("--dry-run"));
+    let listed = text(&o.stdout);
+    assert!(listed.contains("3 already done, 1 to score"), "{listed}");
+    assert_eq!(listed.lines().skip(1).collect::<Vec<_>>(), ["models/m03.onnx"]);
+    let o = run(zerocost().arg("batch").arg(&job).args(["--dry-run", "--force"]));
+    assert_eq!(text(&o.stdout).lines().count(), 5, "{}", text(&o.stdout));
+    assert_eq!(newlines(&dir.join("out/results.jsonl")), 3, "a dry run writes nothing");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn failures_kept_from_before_give_exit_1_and_a_hint() {
+    let dir = scratch("keptfailed");
+    let job = tiny_job(&dir, 1, "params", "");
+    std::fs::write(dir.join("models/broken.onnx"), b"not an onnx file").unwrap();
+    let o = run(zerocost().arg("batch").arg(&job));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    for extra in [&[][..], &["-q"][..]] {
+        let o = run(zerocost().arg("batch").arg(&job).args(extra));
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "a failure kept from before still fails the job: {err}");
+        assert!(err.contains("1 model failed earlier (kept as failed); rerun with --retry-failed to score it again"), "{err}");
+    }
+    let o = run(zerocost().arg("batch").arg(&job).arg("--dry-run"));
+    assert!(text(&o.stdout).contains("1 already done, 1 failed earlier"), "{}", text(&o.stdout));
+    let o = run(zerocost().arg("batch").arg(&job).arg("--retry-failed"));
+    assert_eq!(o.status.code(), Some(1), "the model fails again: {}", text(&o.stderr));
+    assert!(!text(&o.stderr).contains("failed earlier"), "{}", text(&o.stderr));
+    std::fs::remove_file(dir.join("models/broken.onnx")).unwrap();
+    let o = run(zerocost().arg("batch").arg(&job));
+    assert_eq!(o.status.code(), Some(0), "the failed line is not of this job's models: {}", text(&o.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn other_settings_are_refused_with_what_to_do() {
+    let dir = scratch("settings");
+    let job = tiny_job(&dir, 2, "params,synflow", "");
+    let out = dir.join("out/results.jsonl");
+    assert_eq!(run(zerocost().arg("batch").arg(&job).arg("-q")).status.code(), Some(0));
+    let before = std::fs::read(&out).unwrap();
+    let job_text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&job, job_text.replace("batch_size: 4", "batch_size: 8")).unwrap();
+    for dry in [false, true] {
+        let o = run(zerocost().arg("batch").arg(&job).args(if dry { &["--dry-run"][..] } else { &[][..] }));
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains("2 models were scored with other settings") && err.contains("new --output") && err.contains("--force"), "{err}");
+    }
+    assert_eq!(std::fs::read(&out).unwrap(), before, "nothing written");
+    // lines of older versions (no `scoring`) are checked by their settings fingerprint
+    let old: String = lines(&out).into_iter().map(|mut v| { v.as_object_mut().unwrap().shift_remove("scoring"); v.to_string() + "\n" }).collect();
+    std::fs::write(&out, &old).unwrap();
+    assert_eq!(run(zerocost().arg("batch").arg(&job)).status.code(), Some(2));
+    std::fs::write(&job, &job_text).unwrap();
+    let o = run(zerocost().arg("batch").arg(&job));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("0 to score"), "{}", text(&o.stderr));
+    // --force starts over with the new settings
+    std::fs::write(&job, job_text.replace("batch_size: 4", "batch_size: 8")).unwrap();
+    let o = run(zerocost().arg("batch").arg(&job).arg("--force"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(lines(&out).iter().all(|v| v["batch"] == 8));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn proxies_added_to_a_job_score_only_the_missing_ones() {
+    let dir = scratch("addproxy");
+    let job = tiny_job(&dir, 3, "params", "");
+    let out = dir.join("out/results.jsonl");
+    assert_eq!(run(zerocost().arg("batch").arg(&job).arg("-q")).status.code(), Some(0));
+    let job_text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&job, job_text.replace("proxies: params", "proxies: params,synflow")).unwrap();
+    let o = run(zerocost().arg("batch").arg(&job).arg("--dry-run"));
+    assert!(text(&o.stdout).contains("models/m00.onnx  (only synflow)"), "{}", text(&o.stdout));
+    let o = run(zerocost().arg("batch").arg(&job));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("3 to score (3 only for the proxies added since)"), "{}", text(&o.stderr));
+    let all = lines(&out);
+    assert_eq!(all.len(), 6);
+    let added: Vec<&Value> = all[3..].iter().collect();
+    assert!(added.iter().all(|v| v["scores"].as_object().unwrap().keys().eq(["synflow"])), "only the missing proxy: {added:?}");
+    let o = run(zerocost().arg("batch").arg(&job));
+    assert!(text(&o.stderr).contains("0 to score"), "{}", text(&o.stderr));
+
+    // reading combines the lines of a model: as one run with both proxies, digit for digit
+    let single = dir.join("single.jsonl");
+    assert_eq!(run(zerocost().arg("batch").arg(&job).arg("-o").arg(&single).arg("-q")).status.code(), Some(0));
+    let merged = dir.join("merged.jsonl");
+    let o = run(zerocost().arg("merge").arg(&out).arg("-o").arg(&merged));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("3 lines with more proxies of a model combined"), "{}", text(&o.stderr));
+    assert_eq!(raw_scores(&merged), raw_scores(&single));
+    // the merged file is a complete result for the job: nothing to score, nothing refused
+    let o = run(zerocost().arg("batch").arg(&job).arg("-o").arg(&merged));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("0 to score"), "{}", text(&o.stderr));
+
+    // merge: disjoint proxy sets of one model in two files combine; one proxy with two values is a conflict
+    let (a, b) = (dir.join("a.jsonl"), dir.join("b.jsonl"));
+    std::fs::write(&a, all[..3].iter().map(|v| v.to_string() + "\n").collect::<String>()).unwrap();
+    std::fs::write(&b, all[3..].iter().map(|v| v.to_string() + "\n").collect::<String>()).unwrap();
+    let o = run(zerocost().arg("merge").arg(&b).arg(&a));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).lines().count(), 3);
+    let mut changed = all[0].clone();
+    changed["scores"]["params"] = serde_json::json!(1.0);
+    changed["scores"]["synflow"] = serde_json::json!(2.0);
+    std::fs::write(&b, changed.to_string() + "\n").unwrap();
+    let o = run(zerocost().arg("merge").arg(&a).arg(&b));
+    assert!(!o.status.success() && text(&o.stderr).contains("params"), "{}", text(&o.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_job_without_proxies_runs_the_papers_like_score() {
+    let dir = scratch("defaults");
+    copy_models(&dir, &[("tiny_cnn.onnx", "a.onnx")]);
+    std::fs::write(dir.join("job.yaml"), "models: [models/a.onnx]\n").unwrap();
+    let o = run(zerocost().arg("batch").arg(dir.join("job.yaml")).arg("--dry-run"));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let want = format!("proxies {};", zerocost::proxies::PAPER_PROXIES.join(","));
+    assert!(text(&o.stdout).contains(&want), "{}", text(&o.stdout));
+    // and a typo of a key gets the nearest one
+    std::fs::write(dir.join("job.yaml"), "models: [models/a.onnx]\nproxy: snip\n").unwrap();
+    let o = run(zerocost().arg("batch").arg(dir.join("job.yaml")).arg("--dry-run"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("job.yaml:2:1: unknown key `proxy` (did you mean `proxies`?)"), "{}", text(&o.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
 }

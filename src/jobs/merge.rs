@@ -1,10 +1,11 @@
 //! Joining result files (shards): one line per model. The same model twice is collapsed when
-//! both lines agree; a failed line gives way to a successful one; two successful lines whose
-//! scores differ are a conflict, and nothing is written.
+//! both lines agree; lines with other proxies of one model (a job rerun with proxies added)
+//! are combined into one; a failed line gives way to a successful one; two successful lines
+//! with different scores for one proxy are a conflict, and nothing is written.
 
 use super::store::{self, Record};
 use anyhow::{bail, Result};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -14,6 +15,8 @@ pub struct Merged {
     pub records: Vec<Record>,
     pub lines: usize,
     pub identical: usize,
+    /// Lines that added proxies to an earlier line of the same model.
+    pub combined: usize,
     pub superseded: usize,
 }
 
@@ -21,22 +24,18 @@ fn close(a: f64, b: f64, rtol: f64) -> bool {
     a == b || (a - b).abs() <= rtol * a.abs().max(b.abs())
 }
 
-/// Why two successful results of one model disagree, or `None`.
+/// The proxies a line has scores for, in its order.
+pub fn proxies_of(v: &Value) -> Vec<&str> {
+    v.get("scores").and_then(Value::as_object).map(|s| s.keys().map(String::as_str).collect()).unwrap_or_default()
+}
+
+/// Why two successful results of one model disagree on a proxy both have, or `None`.
 pub fn difference(a: &Value, b: &Value, rtol: f64) -> Option<String> {
     let empty = serde_json::Map::new();
     let sa = a.get("scores").and_then(Value::as_object).unwrap_or(&empty);
     let sb = b.get("scores").and_then(Value::as_object).unwrap_or(&empty);
-    let keys_a: Vec<&String> = sa.keys().collect();
-    let keys_b: Vec<&String> = sb.keys().collect();
-    let mut ka = keys_a.clone();
-    let mut kb = keys_b.clone();
-    ka.sort();
-    kb.sort();
-    if ka != kb {
-        return Some(format!("different proxies ({} vs {})", keys_a.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","), keys_b.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")));
-    }
     for (k, va) in sa {
-        let vb = &sb[k];
+        let Some(vb) = sb.get(k) else { continue };
         let same = match (va.as_f64(), vb.as_f64()) {
             (Some(x), Some(y)) => close(x, y, rtol),
             _ => va == vb,
@@ -46,6 +45,57 @@ pub fn difference(a: &Value, b: &Value, rtol: f64) -> Option<String> {
         }
     }
     None
+}
+
+/// Fields of a line that are keyed by proxy: joined when lines of one model are combined.
+const PER_PROXY: &[&str] = &["scores", "seconds", "errors", "engines", "per_layer", "details"];
+
+/// How a second successful line of a model was taken in.
+pub enum Join {
+    /// It scored no proxy the first did not (with the same values).
+    Identical,
+    /// It added proxies (a job rerun with more proxies): they are now in the first.
+    Combined,
+    Conflict(String),
+}
+
+/// Takes the successful line `b` into the successful line `a` of the same model: a proxy
+/// both have must agree (up to `rtol`); proxies only `b` has are added to `a`.
+pub fn join(a: &mut Record, b: &Record, rtol: f64) -> Join {
+    if let Some(d) = difference(&a.value, &b.value, rtol) {
+        return Join::Conflict(d);
+    }
+    let have = proxies_of(&a.value);
+    if proxies_of(&b.value).iter().all(|p| have.contains(p)) {
+        return Join::Identical;
+    }
+    let scoring = |v: &Value| v.get("scoring").cloned();
+    if let (Some(x), Some(y)) = (scoring(&a.value), scoring(&b.value)) {
+        if x != y {
+            return Join::Conflict(format!("scored with different settings (scoring {x} vs {y})"));
+        }
+    }
+    let (Value::Object(ao), Value::Object(bo)) = (&mut a.value, &b.value) else { return Join::Identical };
+    // the fingerprint of one line's proxy list fits neither; `scoring` still holds
+    if ao.get("settings") != bo.get("settings") {
+        ao.shift_remove("settings");
+    }
+    for (k, bv) in bo {
+        match (ao.get_mut(k), bv) {
+            (Some(Value::Object(am)), Value::Object(bm)) if PER_PROXY.contains(&k.as_str()) => {
+                for (p, v) in bm {
+                    am.entry(p.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            (Some(av), _) if k == "wall_seconds" => *av = json!(((av.as_f64().unwrap_or(0.0) + bv.as_f64().unwrap_or(0.0)) * 1e3).round() / 1e3),
+            (None, _) if k != "settings" => {
+                ao.insert(k.clone(), bv.clone());
+            }
+            _ => {}
+        }
+    }
+    a.raw = a.value.to_string();
+    Join::Combined
 }
 
 /// Reads and joins result files. `rtol`: relative difference up to which two scores count
@@ -63,9 +113,10 @@ pub fn merge_files(files: &[PathBuf], rtol: f64) -> Result<Merged> {
                     by_model.insert(id, r);
                 }
                 Some(prev) => match (prev.ok(), r.ok()) {
-                    (true, true) => match difference(&prev.value, &r.value, rtol) {
-                        None => out.identical += 1,
-                        Some(d) => conflicts.push(format!("{id}: {} and {} differ: {d}", prev.at(), r.at())),
+                    (true, true) => match join(prev, &r, rtol) {
+                        Join::Identical => out.identical += 1,
+                        Join::Combined => out.combined += 1,
+                        Join::Conflict(d) => conflicts.push(format!("{id}: {} and {} differ: {d}", prev.at(), r.at())),
                     },
                     (false, true) => {
                         *prev = r;

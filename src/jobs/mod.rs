@@ -22,6 +22,8 @@ use std::path::PathBuf;
 
 /// `zerocost batch JOB.yaml`
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Exit status: 0 when every model of the run is scored; 1 when a model failed, in this run or kept \
+from an earlier one (--retry-failed scores those again); 2 for a bad job file, an unusable output or other errors.")]
 pub struct BatchArgs {
     /// The job file (YAML).
     pub job: PathBuf,
@@ -45,7 +47,8 @@ pub struct BatchArgs {
     /// JOB_COMPLETION_INDEX); overrides the job's `shard_count`.
     #[arg(long, value_name = "N")]
     pub shard_count: Option<usize>,
-    /// Check the job and list the models this run would score, without scoring.
+    /// Check the job and the output, and list what this run would score (models not yet in the
+    /// output, or lacking proxies added to the job), without scoring.
     #[arg(long)]
     pub dry_run: bool,
     /// No progress bar or per-model lines (failures are still reported).
@@ -104,6 +107,75 @@ pub struct CorrelateArgs {
     pub rtol: f64,
 }
 
+fn plural(n: usize, w: &str) -> String {
+    format!("{n} {w}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Checks the results file before any work: a `--output` must name a file in an existing,
+/// writable folder; the job's own `output` folder is created when missing (it belongs to the
+/// job, as `target/` to cargo), except by a dry run, which writes nothing.
+fn check_output(output: &std::path::Path, from_flag: bool, dry_run: bool) -> Result<()> {
+    let folder = output.parent().filter(|d| !d.as_os_str().is_empty());
+    if !from_flag {
+        match folder {
+            Some(dir) if !dir.is_dir() && dry_run => return Ok(()),
+            Some(dir) => std::fs::create_dir_all(dir).with_context(|| format!("output {}: cannot create folder {}", output.display(), dir.display()))?,
+            None => {}
+        }
+    }
+    crate::output_path::check_writable(output, if from_flag { "--output" } else { "output" }, &[])
+}
+
+/// Refuses to add to results scored with other settings: mixing them would make the file's
+/// scores incomparable.
+fn refuse_stale(plan: &run::Plan, output: &std::path::Path) -> Result<()> {
+    if plan.stale > 0 {
+        bail!(
+            "{}: {} model{} scored with other settings (data, batch size, sampling, precision or engine differ from the job's); write to a new --output, or add --force to score everything again",
+            output.display(),
+            plan.stale,
+            if plan.stale == 1 { " was" } else { "s were" }
+        );
+    }
+    Ok(())
+}
+
+/// `--dry-run`: what this run would score, read from the output without locking it.
+fn dry_run(job: &spec::Job, models: &[models::ModelRef], output: &std::path::Path, scope: &str, args: &BatchArgs) -> Result<i32> {
+    let existing = match args.force || !output.exists() {
+        true => Default::default(),
+        false => store::by_model(store::read(output)?, args.retry_failed),
+    };
+    let plan = run::plan(job, models, &existing);
+    refuse_stale(&plan, output)?;
+    let mut text = format!(
+        "{}: {scope}; proxies {}; output {}; {} already done{}, {} to score\n",
+        job.name,
+        job.proxies.join(","),
+        output.display(),
+        plan.done,
+        if plan.failed_before > 0 { format!(", {} failed earlier (kept; --retry-failed scores them again)", plan.failed_before) } else { String::new() },
+        plan.tasks.len()
+    );
+    for t in &plan.tasks {
+        text.push_str(&t.model.id);
+        if !t.model.metadata.is_empty() {
+            text.push_str(&format!("  {}", serde_json::Value::Object(t.model.metadata.clone())));
+        }
+        if t.proxies.len() < job.proxies.len() {
+            text.push_str(&format!("  (only {})", t.proxies.join(",")));
+        }
+        text.push('\n');
+    }
+    // `| head` closing the pipe is not an error
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(0),
+    }
+}
+
+/// Exit code: 0 when every model of the run is scored, 1 when one failed (in this run or
+/// kept from an earlier one); errors (bad job, unwritable output) give 2 in `main`.
 pub fn batch(args: BatchArgs) -> Result<i32> {
     let job = spec::load(&args.job)?;
     let env = |k: &str| std::env::var(k).ok();
@@ -121,7 +193,7 @@ pub fn batch(args: BatchArgs) -> Result<i32> {
     if workers == 0 {
         bail!("--workers must be at least 1");
     }
-    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    check_output(&output, args.output.is_some(), args.dry_run)?;
     let scope = match &shard {
         Some((s, origin)) => format!(
             "shard {s}{}: {} of {}",
@@ -136,19 +208,7 @@ pub fn batch(args: BatchArgs) -> Result<i32> {
         None => plural(models.len(), "model"),
     };
     if args.dry_run {
-        let mut text = format!("{}: {scope}; proxies {}; output {}\n", job.name, job.proxies.join(","), output.display());
-        for m in &models {
-            if m.metadata.is_empty() {
-                text.push_str(&format!("{}\n", m.id));
-            } else {
-                text.push_str(&format!("{}  {}\n", m.id, serde_json::Value::Object(m.metadata.clone())));
-            }
-        }
-        // `| head` closing the pipe is not an error
-        return match std::io::stdout().write_all(text.as_bytes()) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-            _ => Ok(0),
-        };
+        return dry_run(&job, &models, &output, &scope, &args);
     }
     let mut store = store::Store::open(&output, args.force, args.retry_failed)?;
     if store.repaired > 0 {
@@ -158,30 +218,29 @@ pub fn batch(args: BatchArgs) -> Result<i32> {
             store.repaired
         );
     }
-    let todo: Vec<models::ModelRef> = models.iter().filter(|m| !store.existing.contains_key(&m.id)).cloned().collect();
-    let skipped = models.len() - todo.len();
-    let stale = models
-        .iter()
-        .filter_map(|m| store.existing.get(&m.id))
-        .filter(|r| r.value.get("settings").and_then(|s| s.as_str()).map(|s| s != job.settings).unwrap_or(false))
-        .count();
-    if stale > 0 {
-        eprintln!(
-            "zerocost: warning: {stale} results in {} were computed with other settings (proxies, data, sampling or precision differ); --force scores everything again",
-            output.display()
-        );
-    }
+    let plan = run::plan(&job, &models, &store.existing);
+    refuse_stale(&plan, &output)?;
     if !args.quiet {
+        let added = plan.tasks.iter().filter(|t| t.proxies.len() < job.proxies.len()).count();
         eprintln!(
-            "zerocost: {}: {scope}, {skipped} already in {}, {} to score with {}",
+            "zerocost: {}: {scope}, {} already in {}, {} to score{} with {}",
             job.name,
+            plan.done + plan.failed_before,
             output.display(),
-            todo.len(),
-            plural(workers.min(todo.len().max(1)), "worker")
+            plan.tasks.len(),
+            if added > 0 { format!(" ({added} only for the proxies added since)") } else { String::new() },
+            plural(workers.min(plan.tasks.len().max(1)), "worker")
         );
     }
-    let summary = run::run(&job, &todo, &mut store, &run::RunOptions { workers, quiet: args.quiet })?;
-    Ok(if summary.failed > 0 { 1 } else { 0 })
+    let summary = run::run(&job, &plan.tasks, &mut store, &run::RunOptions { workers, quiet: args.quiet })?;
+    if plan.failed_before > 0 {
+        eprintln!(
+            "zerocost: {} failed earlier (kept as failed); rerun with --retry-failed to score {} again",
+            plural(plan.failed_before, "model"),
+            if plan.failed_before == 1 { "it" } else { "them" }
+        );
+    }
+    Ok(if summary.failed + plan.failed_before > 0 { 1 } else { 0 })
 }
 
 fn write_atomically(path: &std::path::Path, text: &str) -> Result<()> {
@@ -207,12 +266,13 @@ pub fn merge(args: MergeArgs) -> Result<i32> {
     }
     let failed = merged.records.iter().filter(|r| !r.ok()).count();
     eprintln!(
-        "zerocost: merged {} lines from {} files into {} models ({} failed){}{}{}",
+        "zerocost: merged {} lines from {} files into {} models ({} failed){}{}{}{}",
         merged.lines,
         args.inputs.len(),
         merged.records.len(),
         failed,
         if merged.identical > 0 { format!(", {} identical duplicates collapsed", merged.identical) } else { String::new() },
+        if merged.combined > 0 { format!(", {} lines with more proxies of a model combined", merged.combined) } else { String::new() },
         if merged.superseded > 0 { format!(", {} failed results superseded by successful ones", merged.superseded) } else { String::new() },
         args.output.as_ref().map(|o| format!(" -> {}", o.display())).unwrap_or_default()
     );

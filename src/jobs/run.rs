@@ -1,9 +1,11 @@
-//! Running a job: the models not yet in the output are scored by a pool of workers (one
-//! engine each); the main thread appends each result as it arrives and shows progress.
+//! Running a job: `plan` finds what the output lacks (models, or proxies added to the job
+//! since a model was scored); a pool of workers (one engine each) scores it; the main thread
+//! appends each result as it arrives and shows progress.
 
 use super::models::ModelRef;
 use super::spec::Job;
-use super::store::Store;
+use super::merge::proxies_of;
+use super::store::{Record, Store};
 use crate::data::{load_batch, Batch, BatchRequest};
 use crate::engine::{self, Engine};
 use crate::onnx::Model;
@@ -51,8 +53,65 @@ fn batch_for(job: &Job, model: &Model, cache: &BatchCache) -> Result<Arc<Batch>>
     Ok(b)
 }
 
-/// Scores one model; never fails: a problem becomes a `failed` record with its reason.
-pub fn score_model(job: &Job, m: &ModelRef, engine: &dyn Engine, cache: &BatchCache) -> Value {
+/// One model to score, with the proxies it lacks (all of the job's for a new model).
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub model: ModelRef,
+    pub proxies: Vec<&'static str>,
+}
+
+/// What a run has to do, given the lines already in its output.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub tasks: Vec<Task>,
+    /// Models with every proxy of the job scored.
+    pub done: usize,
+    /// Models with a `failed` line, kept as they are (`--retry-failed` scores them again).
+    pub failed_before: usize,
+    /// Models with lines scored with other settings than the job's.
+    pub stale: usize,
+}
+
+/// Whether a line was scored with the job's settings. Lines without `scoring` (older
+/// versions) are checked by their `settings` fingerprint over their own proxies; a line with
+/// neither, or no scores to tell its proxies by, is taken as it is.
+fn same_settings(job: &Job, r: &Record) -> bool {
+    if let Some(s) = r.value.get("scoring").and_then(Value::as_str) {
+        return s == job.scoring;
+    }
+    let proxies = proxies_of(&r.value);
+    match r.value.get("settings").and_then(Value::as_str) {
+        Some(s) if !proxies.is_empty() => s == job.settings_for(&proxies),
+        _ => true,
+    }
+}
+
+/// What to score of `models`, given the output's lines by model.
+pub fn plan(job: &Job, models: &[ModelRef], existing: &HashMap<String, Vec<Record>>) -> Plan {
+    let mut plan = Plan::default();
+    for m in models {
+        let lines = existing.get(&m.id).map(Vec::as_slice).unwrap_or_default();
+        if lines.iter().any(|r| !same_settings(job, r)) {
+            plan.stale += 1;
+        }
+        if lines.iter().any(|r| !r.ok()) {
+            plan.failed_before += 1;
+            continue;
+        }
+        let have: Vec<&str> = lines.iter().flat_map(|r| proxies_of(&r.value)).collect();
+        let missing: Vec<&'static str> = job.proxies.iter().copied().filter(|p| !have.contains(p)).collect();
+        if missing.is_empty() {
+            plan.done += 1;
+        } else {
+            plan.tasks.push(Task { model: m.clone(), proxies: missing });
+        }
+    }
+    plan
+}
+
+/// Scores one model with `names`; never fails: a problem becomes a `failed` record with its
+/// reason.
+pub fn score_model(job: &Job, m: &ModelRef, names: &[&str], engine: &dyn Engine, cache: &BatchCache) -> Value {
     let start = Instant::now();
     let scored = catch_unwind(AssertUnwindSafe(|| -> Result<Value> {
         let model = match &m.generated {
@@ -60,7 +119,7 @@ pub fn score_model(job: &Job, m: &ModelRef, engine: &dyn Engine, cache: &BatchCa
             None => Model::load(&m.path)?,
         };
         let batch = batch_for(job, &model, cache)?;
-        let results = proxies::find_measures(&model, &batch, &job.proxies, engine, &job.options);
+        let results = proxies::find_measures(&model, &batch, names, engine, &job.options);
         let layers = if job.per_layer { Some(crate::layer_names(&model, &job.options, batch.len()).unwrap_or_default()) } else { None };
         let mut v = report::score_json(&m.id, &engine.name(), batch.len(), &results, layers.as_deref());
         if !results.is_empty() && results.values().all(|r| r.value.is_none()) {
@@ -102,7 +161,8 @@ pub fn score_model(job: &Job, m: &ModelRef, engine: &dyn Engine, cache: &BatchCa
         }
     }
     out.insert("metadata".into(), Value::Object(m.metadata.clone()));
-    out.insert("settings".into(), json!(job.settings));
+    out.insert("settings".into(), json!(job.settings_for(names)));
+    out.insert("scoring".into(), json!(job.scoring));
     out.insert("wall_seconds".into(), json!((start.elapsed().as_secs_f64() * 1e3).round() / 1e3));
     Value::Object(out)
 }
@@ -121,8 +181,8 @@ pub struct RunOptions {
     pub quiet: bool,
 }
 
-/// Scores `models` (already filtered to those not in the store) into `store`.
-pub fn run(job: &Job, models: &[ModelRef], store: &mut Store, opts: &RunOptions) -> Result<Summary> {
+/// Scores the `models` tasks (from `plan`) into `store`.
+pub fn run(job: &Job, models: &[Task], store: &mut Store, opts: &RunOptions) -> Result<Summary> {
     let mut summary = Summary { total: models.len(), ..Default::default() };
     if models.is_empty() {
         return Ok(summary);
@@ -154,7 +214,7 @@ pub fn run(job: &Job, models: &[ModelRef], store: &mut Store, opts: &RunOptions)
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(m) = models.get(i) else { break };
-                let record = score_model(job, m, engine.as_ref(), cache);
+                let record = score_model(job, &m.model, &m.proxies, engine.as_ref(), cache);
                 if tx.send((i, record)).is_err() {
                     break;
                 }
@@ -175,7 +235,7 @@ pub fn run(job: &Job, models: &[ModelRef], store: &mut Store, opts: &RunOptions)
             if !ok {
                 summary.failed += 1;
             }
-            let id = &models[i].id;
+            let id = &models[i].model.id;
             let line = if ok {
                 format!("{id}: ok ({:.2} s)", record["wall_seconds"].as_f64().unwrap_or(0.0))
             } else {

@@ -74,6 +74,22 @@ pub struct Job {
     /// Fingerprint of everything that changes a score (proxies, data, sampling, precision,
     /// engine), recorded in each result line.
     pub settings: String,
+    /// The same without the proxy list: lines of one model scored for different proxies
+    /// (proxies added to a job later) share it.
+    pub scoring: String,
+    /// The settings other than the proxies, in fingerprint order.
+    base: Map<String, Json>,
+}
+
+impl Job {
+    /// The `settings` fingerprint of a line scored with `proxies` (in that order): the job's
+    /// own when they are the job's proxies, so older lines can be checked too.
+    pub fn settings_for<S: AsRef<str>>(&self, proxies: &[S]) -> String {
+        let mut m = Map::new();
+        m.insert("proxies".into(), json!(proxies.iter().map(|p| p.as_ref()).collect::<Vec<_>>()));
+        m.extend(self.base.clone());
+        fingerprint(&Json::Object(m).to_string())
+    }
 }
 
 /// FNV-1a, 64 bits: a stable fingerprint (std's hashers are not stable across releases).
@@ -233,7 +249,8 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
     // proxies
     let mut proxies: Vec<&'static str> = Vec::new();
     match map.get("proxies") {
-        None | Some(Value::Null) => proxies = proxies::proxy_names(),
+        // the same default as `zerocost score`
+        None | Some(Value::Null) => proxies = proxies::PAPER_PROXIES.to_vec(),
         Some(v) => {
             let items: Vec<(Vec<Seg>, &Value)> = match v {
                 Value::Sequence(seq) => seq.iter().enumerate().map(|(i, e)| (vec![key("proxies"), Seg::Index(i)], e)).collect(),
@@ -366,8 +383,7 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
         c.problems.sort_by_key(|p| (p.line, p.column));
         return Err(Problems(c.problems));
     }
-    let mut settings_json = json!({
-        "proxies": proxies,
+    let mut fixed = json!({
         "data": data_spec,
         "batch_size": batch_size,
         "dataload": dataload.to_string(),
@@ -383,9 +399,10 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
     });
     // a job without a space keeps the fingerprint it always had
     if let Some(net) = space_net {
-        settings_json["space"] = net;
+        fixed["space"] = net;
     }
-    Ok(Job {
+    let Json::Object(fixed) = fixed else { unreachable!("built as an object") };
+    let mut job = Job {
         file: file.to_path_buf(),
         name: name.unwrap_or_else(|| shown.clone()),
         root,
@@ -406,8 +423,12 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
         output,
         workers,
         shard_count,
-        settings: fingerprint(&settings_json.to_string()),
-    })
+        settings: String::new(),
+        scoring: fingerprint(&Json::Object(fixed.clone()).to_string()),
+        base: fixed,
+    };
+    job.settings = job.settings_for(&job.proxies);
+    Ok(job)
 }
 
 /// `space:`: a space name (every cell), or a mapping with `name` and the options of
@@ -539,5 +560,32 @@ fn check_model_entry(c: &mut Checker, root: &Path, path: &[Seg], entry: &Value, 
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_fingerprint_is_unchanged_and_splits_off_the_proxies() {
+        let dir = std::env::temp_dir().join(format!("zc-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let job = parse(&dir.join("j.yaml"), "space: nb201\nproxies: [snip, params]\nbatch_size: 8\n").unwrap();
+        // the object older versions hashed, key for key
+        let old = json!({
+            "proxies": ["snip", "params"], "data": "synthetic", "batch_size": 8, "dataload": "random", "dataload_info": 1,
+            "num_classes": null, "seed": 0, "shuffle": false, "normalize": null, "input_shape": null, "bn": "batch",
+            "precision": "f32", "engine": "auto",
+            "space": {"space": "nb201", "variant": null, "channels": null, "init_seed": 0},
+        });
+        assert_eq!(job.settings, fingerprint(&old.to_string()));
+        assert_ne!(job.settings_for(&["params"]), job.settings);
+        let other = parse(&dir.join("j.yaml"), "space: nb201\nproxies: [params]\nbatch_size: 8\n").unwrap();
+        assert_eq!(other.settings, job.settings_for(&["params"]));
+        assert_eq!(other.scoring, job.scoring);
+        let default = parse(&dir.join("j.yaml"), "space: nb201\n").unwrap();
+        assert_eq!(default.proxies, crate::proxies::PAPER_PROXIES);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -191,15 +191,17 @@ pub fn distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// "unknown key `x`" with the nearest known key as a hint.
+/// "unknown key `x`" with the nearest known key as a hint: the closest by edit distance, or
+/// else the one sharing the longest start (`proxy` is 3 edits from `proxies`, too many for a
+/// short word, but plainly meant).
 pub fn unknown_key(k: &str, known: &[&str]) -> String {
-    let best = known.iter().map(|c| (distance(k, c), *c)).min();
-    match best {
-        Some((d, c)) if d <= 2.max(k.len() / 3) => format!("unknown key `{k}` (did you mean `{c}`?)"),
-        _ if k.len() >= 3 && known.iter().filter(|c| c.starts_with(k)).count() == 1 => {
-            format!("unknown key `{k}` (did you mean `{}`?)", known.iter().find(|c| c.starts_with(k)).unwrap())
-        }
-        _ => format!("unknown key `{k}` (known: {})", known.join(", ")),
+    let shared_start = |c: &str| k.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
+    let closest = known.iter().map(|c| (distance(k, c), *c)).min().filter(|(d, _)| *d <= 2.max(k.chars().count() / 3)).map(|(_, c)| c);
+    let longest_start = known.iter().map(|c| (shared_start(c), *c)).max_by_key(|(n, _)| *n).filter(|(n, _)| *n >= 4).map(|(_, c)| c);
+    let only_extension = || Some(known.iter().filter(|c| k.len() >= 3 && c.starts_with(k)).collect::<Vec<_>>()).filter(|v| v.len() == 1).map(|v| *v[0]);
+    match closest.or(longest_start).or_else(only_extension) {
+        Some(c) => format!("unknown key `{k}` (did you mean `{c}`?)"),
+        None => format!("unknown key `{k}` (known: {})", known.join(", ")),
     }
 }
 
@@ -239,5 +241,10 @@ mod tests {
     #[test]
     fn hints() {
         assert_eq!(unknown_key("bach_size", &["batch_size", "seed"]), "unknown key `bach_size` (did you mean `batch_size`?)");
+        let keys = super::super::spec::KEYS;
+        assert!(unknown_key("proxy", keys).contains("did you mean `proxies`"));
+        assert!(unknown_key("worker", keys).contains("did you mean `workers`"));
+        assert!(unknown_key("normalization", keys).contains("did you mean `normalize`"));
+        assert!(unknown_key("xyz", keys).contains("known: name"));
     }
 }
