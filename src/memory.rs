@@ -101,7 +101,7 @@ pub fn elements(shape: &[usize]) -> u128 {
 pub fn check(what: impl std::fmt::Display, bytes: u128) -> Result<()> {
     let b = budget();
     if bytes > b as u128 {
-        bail!("{what} needs {}, over the memory budget of {} (--max-memory)", human(bytes), human(b as u128));
+        bail!("{what} needs {} ({bytes} bytes), over the memory budget of {} (--max-memory)", human(bytes), human(b as u128));
     }
     Ok(())
 }

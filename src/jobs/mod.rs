@@ -43,6 +43,11 @@ pub struct BatchArgs {
     /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX when not given.
     #[arg(long, value_name = "i/n")]
     pub shard: Option<String>,
+    /// Memory budget (e.g. 8G, 512M): a model whose tensors would need more is recorded as
+    /// failed with the size it asked for, instead of taking the process down. Default: the
+    /// job's `max_memory:`, else 80% of the memory available (and of `ulimit -v`).
+    #[arg(long, value_name = "SIZE", value_parser = crate::memory::parse_size)]
+    pub max_memory: Option<u64>,
     /// Number of shards, for a scheduler index without a count (Kubernetes'
     /// JOB_COMPLETION_INDEX); overrides the job's `shard_count`.
     #[arg(long, value_name = "N")]
@@ -194,6 +199,9 @@ pub fn batch(args: BatchArgs) -> Result<i32> {
         bail!("--workers must be at least 1");
     }
     check_output(&output, args.output.is_some(), args.dry_run)?;
+    if let Some(b) = args.max_memory.or(job.max_memory) {
+        crate::memory::set_max_memory(b);
+    }
     let scope = match &shard {
         Some((s, origin)) => format!(
             "shard {s}{}: {} of {}",

@@ -41,6 +41,7 @@ pub const KEYS: &[&str] = &[
     "workers",
     "shard_count",
     "space",
+    "max_memory",
 ];
 
 /// Keys of a mapping entry under `models`.
@@ -71,6 +72,8 @@ pub struct Job {
     pub output: PathBuf,
     pub workers: usize,
     pub shard_count: Option<usize>,
+    /// Memory budget in bytes (`max_memory: 8G`); `None`: the default (see `memory`).
+    pub max_memory: Option<u64>,
     /// Fingerprint of everything that changes a score (proxies, data, sampling, precision,
     /// engine), recorded in each result line.
     pub settings: String,
@@ -308,6 +311,23 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
     let dataload_info = positive(&mut c, "dataload_info", 1);
     let threads = positive(&mut c, "threads", 1);
     let workers = positive(&mut c, "workers", 1);
+    let max_memory = match map.get("max_memory") {
+        None => None,
+        Some(v) => {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => String::new(),
+            };
+            match crate::memory::parse_size(&text) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    c.err(&[key("max_memory")], e);
+                    None
+                }
+            }
+        }
+    };
     let dataload = match c.get::<String>(map, &[key("dataload")], "random or grasp") {
         Some(s) => s.parse::<Dataload>().unwrap_or_else(|e| {
             c.err(&[key("dataload")], format!("{e:#}"));
@@ -419,6 +439,7 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
         options: ScoreOptions { bn, input_shape, float64: precision == "f64" },
         engine,
         threads,
+        max_memory,
         per_layer,
         output,
         workers,
