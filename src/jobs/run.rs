@@ -24,9 +24,6 @@ use std::time::Instant;
 /// them, and real data sources are slow to read.
 type BatchCache = Mutex<HashMap<(Vec<usize>, usize), Arc<Batch>>>;
 
-fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into())
-}
 
 fn batch_for(job: &Job, model: &Model, cache: &BatchCache) -> Result<Arc<Batch>> {
     let sample = crate::sample_shape(model, job.options.input_shape.as_deref())?;
@@ -143,7 +140,7 @@ pub fn score_model(job: &Job, m: &ModelRef, names: &[&str], engine: &dyn Engine,
         Err(p) => (
             json!({ "model": m.id, "engine": engine.name() }),
             "failed".to_string(),
-            Some(json!(format!("panic: {}", panic_text(p)))),
+            Some(json!(format!("panic: {}", crate::memory::panic_message(p)))),
         ),
     };
     // model, status, error first; then the score object; then the job's bookkeeping

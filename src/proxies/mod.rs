@@ -491,6 +491,7 @@ pub fn find_measures(model: &Model, batch: &Batch, names: &[&str], engine: &dyn 
     let ctx = Ctx::for_proxies(model, batch, &recording, opts, names);
     let reg = registry();
     let mut out = IndexMap::new();
+    let nonfinite = OnceCell::new();
     for name in names {
         let start = Instant::now();
         let res = match reg.iter().find(|p| p.name == *name) {
@@ -509,13 +510,39 @@ pub fn find_measures(model: &Model, batch: &Batch, names: &[&str], engine: &dyn 
         let seconds = start.elapsed().as_secs_f64();
         let (value, error) = match res {
             Ok(v) => (Some(v), None),
-            Err(e) => (None, Some(format!("{e:#}"))),
+            // a NaN or infinity in the file or the batch is the reason, whatever it broke
+            Err(e) => match nonfinite.get_or_init(|| nonfinite_values(model, batch)) {
+                Some(why) => (None, Some(format!("{e:#}; {why}"))),
+                None => (None, Some(format!("{e:#}"))),
+            },
         };
         let used = std::mem::take(&mut *recording.used.lock().unwrap_or_else(|p| p.into_inner()));
         let engine = if used.iter().any(|e| *e != recording.name()) { Some(used.join("+")) } else { None };
         out.insert(name.to_string(), ProxyResult { value, error, seconds, engine });
     }
     out
+}
+
+/// Where the model's weights or the batch hold NaN or ±∞ (the first such tensor), if
+/// anywhere: the reason a proxy over them has no finite value.
+fn nonfinite_values(model: &Model, batch: &Batch) -> Option<String> {
+    for (name, t) in &model.raw.graph.initializers {
+        if !t.dtype().is_float() {
+            continue;
+        }
+        let v = t.to_f64_vec();
+        let bad = v.iter().filter(|x| !x.is_finite()).count();
+        if bad > 0 {
+            let kind = if v.iter().any(|x| x.is_nan()) { "NaN" } else { "infinite values" };
+            return Some(format!("weight '{name}' holds {kind} ({bad} of {} values)", v.len()));
+        }
+    }
+    let per_sample = batch.inputs.len() / batch.len().max(1);
+    let bad: Vec<usize> = batch.inputs.iter().enumerate().filter(|(_, x)| !x.is_finite()).map(|(i, _)| i / per_sample.max(1)).collect();
+    match bad.first() {
+        Some(s) => Some(format!("the input batch holds NaN or infinite values ({} of them, the first in sample {s})", bad.len())),
+        None => None,
+    }
 }
 
 #[cfg(test)]
