@@ -298,3 +298,33 @@ fn hostile_files_end_cleanly_under_an_address_space_limit() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Every hostile file in one batch job, with a good model among them, under a 4 GiB
+/// address-space limit: each hostile file is a `failed` line with its reason and the good
+/// model is scored.
+#[test]
+fn a_batch_job_over_hostile_files_records_them_as_failed_and_goes_on() {
+    let dir = std::env::temp_dir().join(format!("zerocost-hostile-job-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut models: Vec<PathBuf> = std::fs::read_dir(root().join("tests/hostile")).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect();
+    models.sort();
+    models.push(root().join("models/tiny_cnn.onnx"));
+    let list: String = models.iter().map(|m| format!("  - {}\n", m.display())).collect();
+    let job = dir.join("job.yaml");
+    std::fs::write(&job, format!("models:\n{list}proxies: [params, synflow]\nbatch_size: 2\nengine: tract\nworkers: 2\n")).unwrap();
+    let out = dir.join("r.jsonl");
+    let script = "ulimit -v 4194304; exec \"$0\" \"$@\"";
+    let o = std::process::Command::new("sh").arg("-c").arg(script).arg(env!("CARGO_BIN_EXE_zerocost")).args(["batch", job.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "some models failed: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), models.len(), "{err}");
+    for l in &lines {
+        let good = l["model"].as_str().unwrap().contains("tiny_cnn");
+        assert_eq!(l["status"] == "failed", !good, "{l}");
+    }
+    let huge = lines.iter().find(|l| l["model"].as_str().unwrap().contains("huge_input_dims")).unwrap();
+    assert!(huge.to_string().contains("over the memory budget"), "{huge}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
