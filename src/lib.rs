@@ -8,6 +8,7 @@
 pub mod autodiff;
 pub mod data;
 pub mod engine;
+pub mod error_text;
 pub mod jobs;
 pub mod memory;
 pub mod onnx;

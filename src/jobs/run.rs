@@ -136,7 +136,7 @@ pub fn score_model(job: &Job, m: &ModelRef, names: &[&str], engine: &dyn Engine,
             }
             (v, status, error)
         }
-        Ok(Err(e)) => (json!({ "model": m.id, "engine": engine.name() }), "failed".to_string(), Some(json!(format!("{e:#}")))),
+        Ok(Err(e)) => (json!({ "model": m.id, "engine": engine.name() }), "failed".to_string(), Some(json!(crate::error_text::one_line(&e)))),
         Err(p) => (
             json!({ "model": m.id, "engine": engine.name() }),
             "failed".to_string(),

@@ -512,8 +512,8 @@ pub fn find_measures(model: &Model, batch: &Batch, names: &[&str], engine: &dyn 
             Ok(v) => (Some(v), None),
             // a NaN or infinity in the file or the batch is the reason, whatever it broke
             Err(e) => match nonfinite.get_or_init(|| nonfinite_values(model, batch)) {
-                Some(why) => (None, Some(format!("{e:#}; {why}"))),
-                None => (None, Some(format!("{e:#}"))),
+                Some(why) => (None, Some(format!("{}; {why}", crate::error_text::one_line(&e)))),
+                None => (None, Some(crate::error_text::one_line(&e))),
             },
         };
         let used = std::mem::take(&mut *recording.used.lock().unwrap_or_else(|p| p.into_inner()));
