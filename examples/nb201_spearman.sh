@@ -59,14 +59,15 @@ $ZC correlate "$WORK/results.jsonl"
 # NAS-Bench-Suite-Zero's own proxy values (NASLib's 725-cell sample, other weights and
 # data), ranked by the same `zerocost correlate` against the same accuracy column
 NASLIB=${NASLIB:-data/naslib_zc_nasbench201_725subset.json}
-echo "proxy,n,spearman" > "$WORK/naslib.csv"
+echo "proxy,direction,n,spearman" > "$WORK/naslib.csv"
 if [ -f "$NASLIB" ] && command -v python3 > /dev/null; then
     python3 examples/naslib_to_jsonl.py "$NASLIB" > "$WORK/naslib.jsonl"
     $ZC correlate "$WORK/naslib.jsonl" --truth "$ACC" --truth-column cifar10_test --format csv -o "$WORK/naslib.csv"
 fi
 
 # the README table: ours, NASLib's values, and what the proxies' papers report (Spearman ρ
-# on NB201 CIFAR-10; sources in README.md)
+# on NB201 CIFAR-10; sources in README.md). Columns of `correlate --format csv`: proxy,
+# direction, n, spearman (in the proxy's direction), ...
 awk -F, '
     BEGIN {
         split("grad_norm=0.58 snip=0.58 grasp=0.48 fisher=0.36 jacob_cov=0.73 synflow=0.74 params=0.753 meco=0.89 az_nas=0.91", kv, " ")
@@ -75,8 +76,8 @@ awk -F, '
     function rho(x) { return x == "" ? "undefined" : sprintf("%.3f", x) }
     FNR == 1 { file++; next }
     $1 == "vote" { next }
-    file == 1 { naslib[$1] = rho($3); next }
-    file == 2 { order[++n] = $1; ours[$1] = rho($3); cnt[$1] = $2 }
+    file == 1 { naslib[$1] = rho($4); next }
+    file == 2 { order[++n] = $1; ours[$1] = rho($4); cnt[$1] = $3 }
     END {
         print "| proxy | ρ, zerocost (cells) | ρ, NAS-Bench-Suite-Zero values (725 cells) | reported |"
         print "|---|---|---|---|"
