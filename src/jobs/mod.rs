@@ -96,6 +96,7 @@ pub struct CorrelateArgs {
     /// The accuracy column of the truth file (or key of the metadata).
     #[arg(long, default_value = "accuracy")]
     pub truth_column: String,
+    /// table (with a legend), json (one object) or csv (one row per proxy).
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReportFormat,
     /// Write scatter plots (one per proxy) and a bar chart of rho, as SVG and PNG, into DIR.

@@ -89,8 +89,10 @@ impl NetArgs {
 /// `zerocost search ...`
 #[derive(clap::Args, Debug)]
 pub struct SearchArgs {
+    /// The search space: nb201 (NAS-Bench-201) or nb101 (NAS-Bench-101).
     #[arg(long, value_enum)]
     pub space: SpaceName,
+    /// random (distinct random cells) or evolution (aging evolution).
     #[arg(long, value_enum, default_value = "evolution")]
     pub algorithm: Algorithm,
     /// Trained models per run.
@@ -106,6 +108,7 @@ pub struct SearchArgs {
     /// Probability of taking a random candidate instead of the best-scored one.
     #[arg(long, default_value_t = 0.25)]
     pub move_random_prob: f64,
+    /// Population size of evolution.
     #[arg(long, default_value_t = 64)]
     pub population: usize,
     /// Tournament (sample) size of evolution.
@@ -141,6 +144,7 @@ pub struct SearchArgs {
     /// validation accuracy): trace keys `report` and `best_report`.
     #[arg(long)]
     pub report_column: Option<String>,
+    /// Seed of the search (run r uses seed + r).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Independent runs (seeds seed, seed+1, ...).
@@ -188,10 +192,12 @@ pub struct SpaceArgs {
 pub enum SpaceCommand {
     /// Write the network of one cell as ONNX.
     Export {
+        /// The search space: nb201 (NAS-Bench-201) or nb101 (NAS-Bench-101).
         #[arg(value_enum)]
         space: SpaceName,
         /// NB201 cell string, or NB101 JSON {"matrix": [[..]], "ops": [..]}.
         arch: String,
+        /// The ONNX file to write.
         #[arg(short, long)]
         output: PathBuf,
         /// Seed of the initialisation.
@@ -202,6 +208,7 @@ pub enum SpaceCommand {
     },
     /// Enumerate the cells of a space (or count them).
     List {
+        /// The search space: nb201 or nb101.
         #[arg(value_enum)]
         space: SpaceName,
         /// NB201: one cell per isomorphism class (NAS-Bench-201's unique string).
@@ -226,9 +233,12 @@ pub enum SpaceCommand {
     },
     /// Canonical form, hash / isomorphism key, parameter count of one cell (JSON).
     Info {
+        /// The search space: nb201 or nb101.
         #[arg(value_enum)]
         space: SpaceName,
+        /// NB201 cell string, or NB101 JSON {"matrix": [[..]], "ops": [..]} or hash.
         arch: String,
+        /// Seed of the initialisation (the parameter values do not change the count).
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[command(flatten)]
