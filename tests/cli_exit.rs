@@ -89,6 +89,20 @@ fn failing_model_exits_1_naming_it_once() {
     }
 }
 
+/// A proxy failing is reported in the output (exit 0); every proxy failing means the model
+/// could not be scored (exit 1), its errors still written.
+#[test]
+fn proxy_errors_are_output_and_exit_1_only_when_no_proxy_has_a_value() {
+    let score = |p: &str| zerocost(&["score", "models/tiny_mlp.onnx", "-p", p, "--batch-size", "4", "--format", "jsonl"]);
+    let out = score("az_expressivity,params");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = score("az_expressivity");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["errors"]["az_expressivity"].is_string(), "{v}");
+    assert_eq!(stderr(&out).matches("models/tiny_mlp.onnx").count(), 1, "{}", stderr(&out));
+}
+
 #[test]
 fn bad_flag_values_and_conflicts_exit_2() {
     let gg = tmp("gg_bad.onnx");
