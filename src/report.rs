@@ -45,12 +45,15 @@ impl Format {
 
 /// The format to write: `--format` when given, else the one the extension of `-o` names,
 /// else a table. An unknown extension, or one that contradicts `--format`, is refused (the
-/// message is a usage error's).
+/// message is a usage error's); a name without extension needs `--format`.
 pub fn resolve_format(format: Option<Format>, output: Option<&Path>) -> Result<Format, String> {
     let Some(path) = output else { return Ok(format.unwrap_or(Format::Table)) };
     let ext = extension(path);
+    if let (Some(f), "") = (format, ext.as_str()) {
+        return Ok(f); // a name without extension (`-o /dev/stdout`) takes the format given
+    }
     let named = Format::from_extension(&ext)
-        .ok_or_else(|| format!("-o {}: unknown extension; use .txt (table), .json, .jsonl or .csv", path.display()))?;
+        .ok_or_else(|| format!("-o {}: unknown extension; use .txt (table), .json, .jsonl or .csv (or no extension and --format)", path.display()))?;
     match format {
         Some(f) if f != named => {
             Err(format!("--format {} contradicts -o {} (a .{ext} file holds {})", f.as_str(), path.display(), named.as_str()))
@@ -243,6 +246,8 @@ mod tests {
         assert!(resolve_format(None, Some(Path::new("out.xlsx"))).unwrap_err().contains("unknown extension"));
         assert_eq!(resolve_format(None, None), Ok(Format::Table));
         assert_eq!(resolve_format(Some(Format::Csv), None), Ok(Format::Csv));
+        assert_eq!(resolve_format(Some(Format::Jsonl), Some(Path::new("/dev/stdout"))), Ok(Format::Jsonl));
+        assert!(resolve_format(None, Some(Path::new("/dev/stdout"))).is_err());
     }
 
     #[test]
