@@ -2,8 +2,10 @@
 
 use crate::autodiff::rules::is_differentiable;
 use crate::onnx::canon::{parameter_names, BnMode, CanonOptions};
+use crate::onnx::ir::{DType, Graph};
 use crate::onnx::layers::{scored_layers, ScoredLayer};
 use crate::onnx::Model;
+use crate::report::{align, csv_line};
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -14,18 +16,22 @@ pub const REWRITTEN_ON_IMPORT: &[&str] = &[
     "Upsample", "Shape", "Size",
 ];
 
+/// A graph input or output at the inspected batch size.
 #[derive(Serialize)]
-pub struct InputInfo {
+pub struct TensorInfo {
     pub name: String,
-    pub dims: Vec<Option<usize>>,
+    pub shape: Vec<usize>,
+    pub dtype: &'static str,
 }
 
 #[derive(Serialize)]
 pub struct Inspection {
     pub model: String,
     pub opset: i64,
-    pub inputs: Vec<InputInfo>,
-    pub outputs: Vec<(String, Vec<usize>)>,
+    /// The batch size the shapes are given at (`--batch-size`).
+    pub batch: usize,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
     pub scored_layers: Vec<ScoredLayer>,
     pub params: usize,
     pub macs_per_sample: u64,
@@ -33,6 +39,22 @@ pub struct Inspection {
     pub ops: BTreeMap<String, usize>,
     /// Ops in the canonical graph that have no gradient rule.
     pub non_differentiable: Vec<String>,
+}
+
+fn tensor_info(g: &Graph, name: &str) -> TensorInfo {
+    let (shape, dtype) = g.info(name).map(|t| (t.shape.clone(), dtype_name(t.dtype))).unwrap_or((Vec::new(), "?"));
+    TensorInfo { name: name.to_string(), shape, dtype }
+}
+
+/// The numpy name of an element type.
+fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "float32",
+        DType::F64 => "float64",
+        DType::I64 => "int64",
+        DType::I32 => "int32",
+        DType::Bool => "bool",
+    }
 }
 
 pub fn inspect(model: &Model, batch: usize, input_shape: Option<&[usize]>, bn: BnMode) -> Result<Inspection> {
@@ -50,8 +72,10 @@ pub fn inspect(model: &Model, batch: usize, input_shape: Option<&[usize]>, bn: B
     Ok(Inspection {
         model: model.path.display().to_string(),
         opset: raw.opset,
-        inputs: model.raw.input_decls.iter().map(|d| InputInfo { name: d.name.clone(), dims: d.dims.clone() }).collect(),
-        outputs: g.outputs.iter().map(|o| (o.clone(), g.shape(o).map(|s| s.to_vec()).unwrap_or_default())).collect(),
+        batch,
+        // both at the batch size inspected (the file's input may be declared at another)
+        inputs: model.raw.input_decls.iter().map(|d| tensor_info(&g, &d.name)).collect(),
+        outputs: g.outputs.iter().map(|o| tensor_info(&g, o)).collect(),
         params: parameter_names(raw).iter().map(|p| raw.initializers[p].len()).sum(),
         macs_per_sample: layers.iter().map(|l| l.macs_per_sample).sum(),
         scored_layers: layers,
@@ -60,33 +84,49 @@ pub fn inspect(model: &Model, batch: usize, input_shape: Option<&[usize]>, bn: B
     })
 }
 
+/// The text report.
 pub fn render(i: &Inspection) -> String {
-    let mut s = format!("model    {}\nopset    {}\n", i.model, i.opset);
-    for inp in &i.inputs {
-        let dims: Vec<String> = inp.dims.iter().map(|d| d.map(|v| v.to_string()).unwrap_or("?".into())).collect();
-        s.push_str(&format!("input    {} [{}]\n", inp.name, dims.join(", ")));
-    }
-    for (o, shape) in &i.outputs {
-        s.push_str(&format!("output   {o} {shape:?}\n"));
-    }
+    let mut s = format!("model    {}\nopset    {}\nbatch    {}\n", i.model, i.opset, i.batch);
+    let tensors = |kind: &str, ts: &[TensorInfo]| -> Vec<Vec<String>> {
+        // the kind padded as the labels above ("model    ") so the names line up with them
+        ts.iter().map(|t| vec![format!("{kind:<7}"), t.name.clone(), format!("{:?}", t.shape), t.dtype.to_string()]).collect()
+    };
+    let mut rows = tensors("input", &i.inputs);
+    rows.extend(tensors("output", &i.outputs));
+    s.push_str(&align(&rows, &[false; 4], ""));
     s.push_str(&format!("params   {}\nMACs     {} per sample\n", i.params, i.macs_per_sample));
     s.push_str(&format!("scored layers ({}):\n", i.scored_layers.len()));
-    for l in &i.scored_layers {
-        s.push_str(&format!("  {:<8} {:<48} {:?} MACs {}\n", l.op, l.weight, l.weight_shape, l.macs_per_sample));
-    }
+    let rows: Vec<Vec<String>> =
+        i.scored_layers.iter().map(|l| vec![l.op.clone(), l.weight.clone(), format!("{:?}", l.weight_shape), format!("MACs {}", l.macs_per_sample)]).collect();
+    s.push_str(&align(&rows, &[false; 4], "  "));
     s.push_str("ops:\n");
-    for (op, n) in &i.ops {
-        let status = if is_differentiable(op) || REWRITTEN_ON_IMPORT.contains(&op.as_str()) {
-            "differentiable"
-        } else if i.non_differentiable.contains(op) {
-            "NO GRADIENT RULE"
-        } else {
-            "folded on import"
-        };
-        s.push_str(&format!("  {op:<24} {n:>5}  {status}\n"));
-    }
+    let rows: Vec<Vec<String>> = i.ops.iter().map(|(op, n)| vec![op.clone(), n.to_string(), op_status(i, op).to_string()]).collect();
+    s.push_str(&align(&rows, &[false, true, false], "  "));
     if !i.non_differentiable.is_empty() {
         s.push_str(&format!("ops without a gradient rule: {}\n", i.non_differentiable.join(", ")));
+    }
+    s
+}
+
+fn op_status(i: &Inspection, op: &str) -> &'static str {
+    if is_differentiable(op) || REWRITTEN_ON_IMPORT.contains(&op) {
+        "differentiable"
+    } else if i.non_differentiable.iter().any(|o| o == op) {
+        "NO GRADIENT RULE"
+    } else {
+        "folded on import"
+    }
+}
+
+/// Header of [`csv`].
+pub const CSV_HEADER: &str = "model,layer,node,op,weight_shape,macs_per_sample\n";
+
+/// One CSV row per scored layer (weight shape as `8x3x3x3`), after [`CSV_HEADER`].
+pub fn csv(i: &Inspection) -> String {
+    let mut s = CSV_HEADER.to_string();
+    for l in &i.scored_layers {
+        let shape: Vec<String> = l.weight_shape.iter().map(usize::to_string).collect();
+        s.push_str(&csv_line(&[&i.model, &l.weight, &l.node, &l.op, &shape.join("x"), &l.macs_per_sample.to_string()]));
     }
     s
 }

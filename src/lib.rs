@@ -18,10 +18,12 @@ pub mod report;
 pub mod search;
 pub mod inspect;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use onnx::canon::CanonOptions;
 use onnx::Model;
 use proxies::ScoreOptions;
+use std::io::Read;
+use std::path::Path;
 
 /// Per-sample input shape of a model: from `--input-shape` (batch entry dropped) or the file.
 pub fn sample_shape(model: &Model, input_shape: Option<&[usize]>) -> Result<Vec<usize>> {
@@ -49,4 +51,38 @@ pub fn layer_names(model: &Model, opts: &ScoreOptions, batch: usize) -> Result<V
     let shapes = model.input_shapes(batch, opts.input_shape.as_deref())?;
     let g = model.canonical(&shapes, &CanonOptions { bn: opts.bn, ..Default::default() })?;
     Ok(onnx::layers::scored_layers(&g)?.into_iter().map(|l| l.weight).collect())
+}
+
+/// Keeps only graph output `name` and what it depends on: the proxies score a model's
+/// first output, and weights that do not reach it would only add zero gradients.
+pub fn select_output(model: &mut Model, name: &str) -> Result<()> {
+    let g = &mut model.raw.graph;
+    if !g.outputs.iter().any(|o| o == name) {
+        bail!("{}: no output named '{name}' (outputs: {})", model.path.display(), g.outputs.join(", "));
+    }
+    g.outputs = vec![name.to_string()];
+    g.prune();
+    Ok(())
+}
+
+/// Shape of the array in a `.npy` file, read from its header only.
+pub fn npy_shape(path: &Path) -> Result<Vec<usize>> {
+    let shown = path.display();
+    let mut head = Vec::new();
+    std::fs::File::open(path).with_context(|| format!("cannot read {shown}"))?.take(1 << 16).read_to_end(&mut head)?;
+    if !head.starts_with(b"\x93NUMPY") {
+        bail!("{shown}: not a .npy file");
+    }
+    let text = String::from_utf8_lossy(&head);
+    let tuple = text
+        .split_once("'shape':")
+        .and_then(|(_, rest)| rest.split_once('(')?.1.split_once(')'))
+        .map(|(inside, _)| inside)
+        .ok_or_else(|| anyhow!("{shown}: no shape in the .npy header"))?;
+    tuple
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse::<usize>().map_err(|_| anyhow!("{shown}: bad shape in the .npy header: ({tuple})")))
+        .collect()
 }

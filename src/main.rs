@@ -1,65 +1,28 @@
-//! The `zerocost` command line: parses arguments, calls the library, prints.
+//! The `zerocost` command line: parses arguments, dispatches to one module per command
+//! (src/cli/; batch, merge, correlate, search and space live in the library), and turns
+//! errors into exit statuses: 0 success, 1 a model could not be read or scored, 2 a usage
+//! or input error not tied to one model.
 
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
-use std::io::Write;
+mod cli;
+
+use anyhow::Result;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use cli::{model_failed, ModelFailed, OrtArgs, ShapeArgs, Usage, EXIT_MODEL, EXIT_OK, EXIT_USAGE};
 use std::path::PathBuf;
-use zerocost::data::{load_batch, BatchRequest, DataSource, Dataload, Normalization};
-use zerocost::onnx::canon::{BnMode, CanonOptions};
+use zerocost::onnx::canon::CanonOptions;
 use zerocost::onnx::Model;
-use zerocost::proxies::{self, ScoreOptions};
-use zerocost::{engine, inspect, report};
+use zerocost::proxies;
+
+const EXIT_STATUS_HELP: &str = "Exit status: 0 if every model was read and scored (a proxy that fails on a model is \
+reported in the output), 1 if at least one model could not be read or scored, 2 on a usage or input error not tied \
+to one model (bad flag or value, conflicting flags, unwritable output, missing data source).";
 
 #[derive(Parser)]
 #[command(name = "zerocost", version, about = "Zero-cost proxies for neural architecture search, on any ONNX network")]
+#[command(after_help = EXIT_STATUS_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    #[command(flatten)]
-    ort: OrtArgs,
-}
-
-/// ONNX Runtime settings (engines ort-cpu, ort-cuda, ort; `ort` feature). Each flag sets the
-/// environment variable named in its help, which the engine reads, so the flag wins over the
-/// variable and also reaches the workers of `batch` and `search`.
-#[derive(clap::Args)]
-struct OrtArgs {
-    /// The ONNX Runtime library (libonnxruntime.so...); default: ORT_DYLIB_PATH, else
-    /// ZEROCOST_ORT_LIB, else the python3 `onnxruntime` package's. Sets ZEROCOST_ORT_LIB.
-    #[arg(long, global = true, value_name = "PATH")]
-    ort_lib: Option<PathBuf>,
-    /// CUDA device of ort-cuda (default 0). Sets ZEROCOST_CUDA_DEVICE.
-    #[arg(long, global = true, value_name = "N")]
-    device_id: Option<u32>,
-    /// ONNX Runtime graph optimisation: disable | basic | extended | layout | all (default).
-    /// Sets ZEROCOST_ORT_OPT.
-    #[arg(long, global = true, value_name = "LEVEL", value_parser = ["disable", "basic", "extended", "layout", "all"])]
-    ort_opt: Option<String>,
-}
-
-impl OrtArgs {
-    /// Called first thing, before any thread starts.
-    fn apply(&self) {
-        if let Some(p) = &self.ort_lib {
-            // ORT_DYLIB_PATH is the `ort` crate's first choice: the flag must win over it
-            std::env::remove_var("ORT_DYLIB_PATH");
-            std::env::set_var("ZEROCOST_ORT_LIB", p);
-        }
-        if let Some(d) = self.device_id {
-            std::env::set_var("ZEROCOST_CUDA_DEVICE", d.to_string());
-        }
-        if let Some(o) = &self.ort_opt {
-            std::env::set_var("ZEROCOST_ORT_OPT", o);
-        }
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq)]
-enum Format {
-    Table,
-    Json,
-    Jsonl,
-    Csv,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -69,90 +32,21 @@ enum Wrt {
     All,
 }
 
-#[derive(clap::Args)]
-struct ShapeArgs {
-    /// Full input shape for models with symbolic dimensions, e.g. 1x3x32x32 (the batch
-    /// entry is replaced by the batch size).
-    #[arg(long, value_parser = parse_shape)]
-    input_shape: Option<Shape>,
-    /// BatchNormalization statistics: batch (training mode, as the paper) or running.
-    #[arg(long, default_value = "batch")]
-    bn: BnMode,
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Score models with zero-cost proxies.
-    Score {
-        #[arg(required = true)]
-        models: Vec<PathBuf>,
-        /// Proxies to compute (repeatable or comma-separated; "all" for every one, "az_nas" for AZ-NAS's four components). Default: the paper's proxies with params and flops.
-        #[arg(long = "proxy", short = 'p')]
-        proxies: Vec<String>,
-        /// Explicit batch: float32 inputs (.npy, samples first).
-        #[arg(long, requires = "targets")]
-        inputs: Option<PathBuf>,
-        /// Explicit batch: int64 or int32 class targets (.npy).
-        #[arg(long, requires = "inputs")]
-        targets: Option<PathBuf>,
-        /// Data source: synthetic | npy:DIR | npz:FILE | cifar10:DIR | cifar100:DIR | imagenet16:DIR | images:DIR.
-        #[arg(long, default_value = "synthetic")]
-        data: String,
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
-        /// random (the first k batches) or grasp (k samples per class, class order).
-        #[arg(long, default_value = "random")]
-        dataload: String,
-        /// k of the dataload.
-        #[arg(long, default_value_t = 1)]
-        dataload_info: usize,
-        /// Number of classes (default: the model's number of outputs).
-        #[arg(long)]
-        num_classes: Option<usize>,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Shuffle the data source (seeded) before taking samples.
-        #[arg(long)]
-        shuffle: bool,
-        /// Per-channel normalization of image data: none | cifar10 | cifar100 | imagenet | imagenet16.
-        #[arg(long)]
-        normalize: Option<String>,
-        #[command(flatten)]
-        shape: ShapeArgs,
-        /// Engine: auto (ONNX Runtime's CPU provider when its library is found, else tract),
-        /// tract (embedded CPU engine), ort-cpu, ort-cuda, ort (CUDA if available). ONNX
-        /// Runtime settings: --ort-lib, --device-id, --ort-opt (or ORT_DYLIB_PATH/ZEROCOST_ORT_LIB,
-        /// ZEROCOST_CUDA_DEVICE, ZEROCOST_ORT_OPT).
-        #[arg(long, default_value = "auto")]
-        engine: String,
-        /// Threads for the engine's kernels (0: every core).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// Floating-point precision of the data passes: f32 (default, as the paper's code) or
-        /// f64 (synflow is always f64).
-        #[arg(long, default_value = "f32", value_parser = ["f32", "f64"])]
-        precision: String,
-        /// Also report per-layer values.
-        #[arg(long)]
-        per_layer: bool,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-        /// Write to FILE instead of standard output.
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-    },
+    Score(cli::score::ScoreArgs),
     /// Describe a model: inputs, outputs, scored layers, params, MACs, ops and their gradients.
-    Inspect {
-        model: PathBuf,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-        #[arg(long, default_value_t = 1)]
-        batch_size: usize,
-        #[command(flatten)]
-        shape: ShapeArgs,
-    },
+    Inspect(cli::inspect::InspectArgs),
+    /// List the proxies: paper, which way they rank, the data they read, what they compute.
+    Proxies(cli::proxies::ProxiesArgs),
     /// Score many models from a YAML job; resumable, JSON-lines results, shards.
-    Batch(zerocost::jobs::BatchArgs),
+    Batch {
+        #[command(flatten)]
+        args: zerocost::jobs::BatchArgs,
+        #[command(flatten)]
+        ort: OrtArgs,
+    },
     /// Join the JSON-lines outputs of shards, refusing conflicting duplicates.
     Merge(zerocost::jobs::MergeArgs),
     /// Rank correlation of each proxy with known accuracies.
@@ -162,177 +56,122 @@ enum Command {
     /// Built-in search spaces: export a network as ONNX, enumerate cells.
     Space(zerocost::search::SpaceArgs),
     /// Write the forward+backward program (mean cross-entropy loss) as an ONNX file.
-    GradGraph {
-        model: PathBuf,
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Which gradients become outputs.
-        #[arg(long, value_enum, default_value = "weights")]
-        wrt: Wrt,
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
-        #[command(flatten)]
-        shape: ShapeArgs,
+    GradGraph(GradGraphArgs),
+    /// Print a shell completion script (e.g. `zerocost completions bash > /etc/bash_completion.d/zerocost`).
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
-/// A full input shape given on the command line (`1x3x32x32`).
-#[derive(Clone)]
-struct Shape(Vec<usize>);
-
-fn parse_shape(s: &str) -> Result<Shape, String> {
-    s.split(['x', ','])
-        .map(|d| d.trim().parse::<usize>().map_err(|_| format!("bad shape '{s}': expected e.g. 1x3x32x32")))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Shape)
-}
-
-impl ShapeArgs {
-    fn shape(&self) -> Option<&[usize]> {
-        self.input_shape.as_ref().map(|s| s.0.as_slice())
-    }
+#[derive(clap::Args)]
+struct GradGraphArgs {
+    /// The ONNX model file.
+    #[arg(value_name = "MODEL")]
+    model: PathBuf,
+    /// The ONNX file to write (.onnx).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    /// Which gradients become outputs.
+    #[arg(long, value_enum, default_value = "weights")]
+    wrt: Wrt,
+    /// Batch size of the program's input.
+    #[arg(long, default_value_t = 64, value_parser = cli::positive, value_name = "N")]
+    batch_size: usize,
+    #[command(flatten)]
+    shape: ShapeArgs,
 }
 
 fn main() {
-    let cli = Cli::parse();
-    cli.ort.apply();
-    let code = match run(cli) {
+    let matches = Cli::command().get_matches();
+    let sub = matches.subcommand_name().unwrap_or_default().to_string();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let code = match run(cli.command) {
         Ok(code) => code,
-        // the reader of our output went away (`| head`): not an error
-        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => 0,
-        Err(e) => {
-            eprintln!("zerocost: {e:#}");
-            2
-        }
+        Err(e) => exit_status(&sub, &e),
     };
     std::process::exit(code);
 }
 
-fn run(cli: Cli) -> Result<i32> {
-    match cli.command {
-        Command::Score {
-            models,
-            proxies: names,
-            inputs,
-            targets,
-            data,
-            batch_size,
-            dataload,
-            dataload_info,
-            num_classes,
-            seed,
-            shuffle,
-            normalize,
-            shape,
-            engine: engine_name,
-            threads,
-            precision,
-            per_layer,
-            format,
-            output,
-        } => {
-            let names = proxies::resolve_names(&names)?;
-            let source = match (inputs, targets) {
-                (Some(i), Some(t)) => DataSource::Npy { inputs: i, targets: t },
-                _ => data.parse::<DataSource>()?,
-            };
-            let dataload: Dataload = dataload.parse()?;
-            let normalization = normalize.map(|n| n.parse::<Normalization>()).transpose()?;
-            let engine = engine::by_name_with_threads(&engine_name, threads)?;
-            let opts = ScoreOptions { bn: shape.bn, input_shape: shape.shape().map(<[usize]>::to_vec), float64: precision == "f64" };
-            let mut out: Box<dyn Write> = match &output {
-                Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
-                None => Box::new(std::io::stdout()),
-            };
-            if format == Format::Csv {
-                out.write_all(report::CSV_HEADER.as_bytes())?;
-            }
-            let mut failed = 0;
-            for path in &models {
-                let shown = path.display().to_string();
-                let model = match Model::load(path) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        eprintln!("zerocost: {e:#}");
-                        failed += 1;
-                        continue;
-                    }
-                };
-                let prepared = (|| -> Result<_> {
-                    let sample = zerocost::sample_shape(&model, opts.input_shape.as_deref())?;
-                    let classes = match num_classes {
-                        Some(c) => c,
-                        None => zerocost::num_classes(&model, &opts)?,
-                    };
-                    let req = BatchRequest {
-                        batch_size,
-                        dataload,
-                        dataload_info,
-                        num_classes: classes,
-                        input_shape: sample,
-                        seed,
-                        shuffle,
-                        normalization: normalization.clone(),
-                    };
-                    load_batch(&source, &req)
-                })();
-                let batch = match prepared {
-                    Ok(b) => b,
-                    Err(e) => {
-                        eprintln!("zerocost: {}: {e:#}", shown);
-                        failed += 1;
-                        continue;
-                    }
-                };
-                let results = proxies::find_measures(&model, &batch, &names, engine.as_ref(), &opts);
-                let layers: Option<Vec<String>> = if per_layer {
-                    Some(zerocost::layer_names(&model, &opts, batch.len()).unwrap_or_default())
-                } else {
-                    None
-                };
-                let text = match format {
-                    Format::Table => report::score_table(&shown, &engine.name(), batch.len(), &results, layers.as_deref()),
-                    Format::Json => {
-                        serde_json::to_string_pretty(&report::score_json(&shown, &engine.name(), batch.len(), &results, layers.as_deref()))? + "\n"
-                    }
-                    Format::Jsonl => {
-                        serde_json::to_string(&report::score_json(&shown, &engine.name(), batch.len(), &results, layers.as_deref()))? + "\n"
-                    }
-                    Format::Csv => report::score_csv(&shown, &results),
-                };
-                out.write_all(text.as_bytes())?;
-                out.flush()?;
-            }
-            Ok(if failed > 0 { 1 } else { 0 })
+/// Reports `e` on stderr and returns the exit status its kind calls for.
+fn exit_status(sub: &str, e: &anyhow::Error) -> i32 {
+    // the reader of our output went away (`| head`): not an error
+    if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+        return EXIT_OK;
+    }
+    if let Some(Usage(msg)) = e.downcast_ref::<Usage>() {
+        // as clap reports its own: the message, the command's usage line, exit status 2
+        let mut cmd = Cli::command();
+        cmd.build();
+        let cmd = cmd.find_subcommand_mut(sub).expect("the command that ran");
+        cmd.error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
+    }
+    eprintln!("zerocost: {}", zerocost::error_text::one_line(e));
+    if e.downcast_ref::<ModelFailed>().is_some() {
+        EXIT_MODEL
+    } else {
+        EXIT_USAGE
+    }
+}
+
+fn run(command: Command) -> Result<i32> {
+    match command {
+        Command::Score(args) => cli::score::run(args),
+        Command::Inspect(args) => cli::inspect::run(args),
+        Command::Proxies(args) => cli::proxies::run(args),
+        Command::Batch { args, ort } => {
+            ort.apply();
+            zerocost::jobs::batch(args)
         }
-        Command::Inspect { model, format, batch_size, shape } => {
-            let m = Model::load(&model)?;
-            let info = inspect::inspect(&m, batch_size, shape.shape(), shape.bn)?;
-            match format {
-                Format::Json | Format::Jsonl => std::io::stdout().write_all((serde_json::to_string_pretty(&info)? + "\n").as_bytes())?,
-                Format::Table | Format::Csv => std::io::stdout().write_all(inspect::render(&info).as_bytes())?,
-            }
-            Ok(0)
-        }
-        Command::Batch(args) => zerocost::jobs::batch(args),
         Command::Merge(args) => zerocost::jobs::merge(args),
         Command::Correlate(args) => zerocost::jobs::correlate(args),
         Command::Search(args) => zerocost::search::search(args),
         Command::Space(args) => zerocost::search::space(args),
-        Command::GradGraph { model, output, wrt, batch_size, shape } => {
-            let m = Model::load(&model)?;
-            let shapes = m.input_shapes(batch_size, shape.shape())?;
-            let g = m.canonical(&shapes, &CanonOptions { bn: shape.bn, ..Default::default() })?;
-            let layers = zerocost::onnx::layers::scored_layers(&g)?;
-            let (weights, input) = match wrt {
-                Wrt::Weights => (true, false),
-                Wrt::Input => (false, true),
-                Wrt::All => (true, true),
-            };
-            let program = proxies::passes::grad_graph(&g, &layers, weights, input)?;
-            zerocost::onnx::proto::write_model(&program, &output)?;
-            eprintln!("wrote {}: inputs {:?}, outputs {:?}", output.display(), program.inputs, program.outputs);
-            Ok(0)
+        Command::GradGraph(args) => {
+            zerocost::output_path::check_writable(&args.output, "-o", &["onnx"])?;
+            let model = args.model.clone();
+            grad_graph(args).map_err(|e| anyhow::Error::new(model_failed(&model, &e)))
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "zerocost", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// `zerocost grad-graph`; every failure here is the model's (exit status 1).
+fn grad_graph(args: GradGraphArgs) -> Result<i32> {
+    let GradGraphArgs { model, output, wrt, batch_size, shape } = args;
+    shape.apply_budget();
+    let m = Model::load(&model)?;
+    let shapes = m.input_shapes(batch_size, shape.shape())?;
+    let g = m.canonical(&shapes, &CanonOptions { bn: shape.bn, ..Default::default() })?;
+    let layers = zerocost::onnx::layers::scored_layers(&g)?;
+    let (weights, input) = match wrt {
+        Wrt::Weights => (true, false),
+        Wrt::Input => (false, true),
+        Wrt::All => (true, true),
+    };
+    let program = proxies::passes::grad_graph(&g, &layers, weights, input)?;
+    zerocost::onnx::proto::write_model(&program, &output)?;
+    eprintln!("wrote {}: inputs {:?}, outputs {:?}", output.display(), program.inputs, program.outputs);
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent_and_every_argument_has_help() {
+        Cli::command().debug_assert();
+        let cli = Cli::command();
+        for name in ["score", "inspect", "proxies", "grad-graph", "completions", "batch"] {
+            let sub = cli.find_subcommand(name).unwrap();
+            for arg in sub.get_arguments().filter(|a| !["help", "version"].contains(&a.get_id().as_str())) {
+                assert!(arg.get_help().is_some(), "{name} {} has no help", arg.get_id());
+            }
         }
     }
 }

@@ -17,6 +17,13 @@ fn tmp(name: &str) -> std::path::PathBuf {
     d.join(name)
 }
 
+/// `score --format json` prints an array of per-model objects: the one model's.
+fn only_model(stdout: &[u8]) -> Value {
+    let all: Value = serde_json::from_slice(stdout).unwrap();
+    assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
+    all[0].clone()
+}
+
 #[test]
 fn score_json_has_the_contracted_shape() {
     let root = common::root();
@@ -27,7 +34,7 @@ fn score_json_has_the_contracted_shape() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = only_model(&out.stdout);
     assert_eq!(v["model"], "models/tiny_cnn.onnx");
     // the default engine: ONNX Runtime's CPU provider when its library is found, else tract
     let ort_found = cfg!(feature = "ort") && std::process::Command::new("python3").args(["-c", "import onnxruntime"]).status().is_ok_and(|s| s.success());
@@ -100,7 +107,7 @@ fn symbolic_input_dimensions_need_input_shape() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = only_model(&out.stdout);
     assert!(v["scores"]["grad_norm"].as_f64().unwrap() > 0.0);
     assert_eq!(v["batch"], 8);
 }
@@ -128,7 +135,7 @@ fn an_op_without_gradient_rule_nulls_only_the_gradient_proxies() {
     zerocost::onnx::proto::write_model(&g, &path).unwrap();
     let out = zerocost().args(["score", path.to_str().unwrap(), "--batch-size", "2", "--format", "json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = only_model(&out.stdout);
     for p in ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "plain", "synflow"] {
         assert!(v["scores"][p].is_null(), "{p} should be null: {v}");
         let e = v["errors"][p].as_str().unwrap();
@@ -161,7 +168,7 @@ fn az_nas_names_its_four_components_and_search_needs_a_truth_table() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = only_model(&out.stdout);
     let scores = v["scores"].as_object().unwrap();
     assert_eq!(scores.keys().collect::<Vec<_>>(), ["az_expressivity", "az_progressivity", "az_trainability", "az_complexity", "flops"]);
     assert_eq!(scores["az_complexity"], scores["flops"]);
@@ -175,7 +182,7 @@ fn az_nas_names_its_four_components_and_search_needs_a_truth_table() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = only_model(&out.stdout);
     assert!(v["scores"]["az_trainability"].is_null() && v["scores"]["params"].is_number());
     assert!(v["errors"]["az_expressivity"].as_str().unwrap().contains("at least two block outputs"), "{}", v["errors"]);
     // a rank aggregate gives no fitness of its own

@@ -483,7 +483,7 @@ fn a_job_can_score_the_cells_of_a_space() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let file: Value = serde_json::from_slice(&o.stdout).unwrap();
     let mem = got.iter().find(|v| v["model"] == cells[0].as_str()).unwrap();
-    assert_eq!(file["scores"], mem["scores"]);
+    assert_eq!(file[0]["scores"], mem["scores"]);
     // a bad space is reported with its line
     std::fs::write(dir.join("bad.yaml"), "proxies: [params]\nspace:\n  name: nb201\n  start: 9\n  end: 9\n").unwrap();
     let o = run(zerocost().arg("batch").arg(dir.join("bad.yaml")).arg("--dry-run"));

@@ -56,5 +56,17 @@ fn a_model_just_over_the_budget_is_refused_with_the_size_it_needed() {
     let _ = std::fs::remove_file(&out);
     let o = Command::new(env!("CARGO_BIN_EXE_zerocost")).args(["batch", job.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q", "--max-memory", "8G"]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    // the same on the command line of score, inspect and grad-graph
+    let cnn = models.join("tiny_cnn.onnx");
+    for args in [vec!["score", cnn.to_str().unwrap(), "-p", "snip", "--engine", "tract"], vec!["inspect", cnn.to_str().unwrap(), "--batch-size", "64"], vec!["grad-graph", cnn.to_str().unwrap(), "-o", dir.join("g.onnx").to_str().unwrap()]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_zerocost")).args(&args).args(["--max-memory", &(bytes - 1).to_string()]).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{}: {err}", args[0]);
+        assert!(err.contains(&format!("({bytes} bytes), over the memory budget")), "{}: {err}", args[0]);
+        let o = Command::new(env!("CARGO_BIN_EXE_zerocost")).args(&args).args(["--max-memory", "4G"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}: {}", args[0], String::from_utf8_lossy(&o.stderr));
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_zerocost")).args(["inspect", cnn.to_str().unwrap(), "--max-memory", "4X"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "a bad size is a usage error");
     let _ = std::fs::remove_dir_all(&dir);
 }

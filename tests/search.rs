@@ -508,7 +508,7 @@ fn cli_space_and_search() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let want = param_count(&nb201::build(&Cell::parse(cell).unwrap(), &Nb201Options { channels: 8, ..Default::default() }).unwrap());
-    assert_eq!(v["scores"]["params"].as_f64().unwrap(), want as f64);
+    assert_eq!(v[0]["scores"]["params"].as_f64().unwrap(), want as f64);
     let nb101 = tmp("nb101.onnx");
     let s = r#"{"matrix": [[0,1,1,0],[0,0,0,1],[0,0,0,1],[0,0,0,0]], "ops": ["input","conv3x3-bn-relu","maxpool3x3","output"]}"#;
     let o = zerocost(&["space", "export", "nb101", s, "-o", nb101.to_str().unwrap(), "--channels", "8"]);

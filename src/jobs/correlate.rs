@@ -309,13 +309,13 @@ pub fn to_json(r: &Report) -> Value {
 }
 
 fn f(x: f64) -> String {
-    if x.is_finite() { format!("{x:.4}") } else { "n/a".into() }
+    if x.is_finite() { format!("{x:.4}") } else { crate::report::MISSING.into() }
 }
 
-/// A statistic as plots show it: three decimals, or "n/a" where it is undefined (a
-/// constant proxy, too few models), the spelling of every text output.
+/// A statistic as plots show it: three decimals, or [`crate::report::MISSING`] where it is
+/// undefined (a constant proxy, too few models), the spelling of every text output.
 pub fn fmt_stat(x: f64) -> String {
-    if x.is_finite() { format!("{x:.3}") } else { "n/a".into() }
+    if x.is_finite() { format!("{x:.3}") } else { crate::report::MISSING.into() }
 }
 
 pub fn to_table(r: &Report) -> String {
