@@ -236,7 +236,10 @@ pub fn run(job: &Job, models: &[Task], store: &mut Store, opts: &RunOptions) -> 
             let line = if ok {
                 format!("{id}: ok ({:.2} s)", record["wall_seconds"].as_f64().unwrap_or(0.0))
             } else {
-                format!("{id}: FAILED: {}", record.get("error").and_then(Value::as_str).unwrap_or("?"))
+                // the error names the file already: say the model's id once
+                let why = record.get("error").and_then(Value::as_str).unwrap_or("?");
+                let file = format!("{}: ", models[i].model.path.display());
+                format!("{id}: FAILED: {}", why.strip_prefix(&file).unwrap_or(why))
             };
             if tty {
                 if !ok {
