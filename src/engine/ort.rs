@@ -201,7 +201,6 @@ fn load_runtime() -> Result<Runtime> {
     bail!("ONNX Runtime library not found (tried {}); {INSTALL_HINT}", tried.join("; "))
 }
 
-
 fn oe<R>(e: ort::Error<R>) -> anyhow::Error {
     anyhow!("{}", e.message().trim_end_matches('.'))
 }

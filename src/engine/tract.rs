@@ -46,7 +46,6 @@ struct TractProgram {
     source: String,
 }
 
-
 fn datum(d: DType) -> DatumType {
     match d {
         DType::F32 => f32::datum_type(),
