@@ -262,6 +262,16 @@ fn canon_node(g: &mut Graph, mut n: Node, src_opset: i64, shapes: &InputShapes, 
             g.set_initializer(&n.outputs[0], t);
             return Ok(());
         }
+        "CastLike" => {
+            // a Cast to the element type of the second input (the dynamo exporter writes
+            // them around constants); one op fewer for every engine and rule table
+            let like = n.input(1).ok_or_else(|| anyhow!("{}: CastLike without its second input", n.describe()))?;
+            let to = g.info(like)?.dtype;
+            n.op = "Cast".into();
+            n.inputs.truncate(1);
+            n.attrs.clear();
+            n.attrs.insert("to".into(), Attr::Int(to.onnx_code() as i64));
+        }
         "Identity" | "Dropout" => {
             if n.outputs.len() > 1 && !n.outputs[1].is_empty() && op == "Dropout" {
                 // the mask of an identity dropout is all ones
