@@ -11,5 +11,6 @@ pub mod ir;
 pub mod layers;
 pub mod model;
 pub mod proto;
+pub mod weights;
 
 pub use model::Model;

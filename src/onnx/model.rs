@@ -16,7 +16,8 @@ pub struct Model {
 impl Model {
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         let path = path.as_ref().to_path_buf();
-        let raw = read_model(&path)?;
+        let mut raw = read_model(&path)?;
+        super::weights::materialize_constant_weights(&mut raw.graph)?;
         if raw.input_decls.is_empty() {
             bail!("{}: the model has no runtime input", path.display());
         }
