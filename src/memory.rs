@@ -27,8 +27,14 @@ pub fn budget() -> u64 {
 }
 
 /// 80% of what this process can have: `MemAvailable` of /proc/meminfo and the
-/// address-space limit, whichever is smaller (16 GiB where neither can be read).
+/// address-space limit, whichever is smaller (16 GiB where neither can be read). Read once,
+/// at the first check: checks run for every folded constant and every program.
 pub fn default_budget() -> u64 {
+    static DEFAULT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *DEFAULT.get_or_init(read_default_budget)
+}
+
+fn read_default_budget() -> u64 {
     let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
         t.lines().find_map(|l| l.strip_prefix("MemAvailable:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()).map(|kb| kb * 1024)
     });

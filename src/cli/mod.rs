@@ -49,10 +49,9 @@ pub fn usage(msg: String) -> anyhow::Error {
 /// library's messages often name it already, sometimes at several levels of context.
 pub fn model_failed(path: &Path, e: &anyhow::Error) -> ModelFailed {
     let shown = path.display().to_string();
+    // one_line already says a repeated `file: ` once
     let text = zerocost::error_text::one_line(e);
-    let Some(at) = text.find(&shown) else { return ModelFailed(format!("{shown}: {text}")) };
-    let (head, tail) = text.split_at(at + shown.len());
-    ModelFailed(format!("{head}{}", tail.replace(&format!("{shown}: "), "")))
+    ModelFailed(if text.contains(&shown) { text } else { format!("{shown}: {text}") })
 }
 
 /// `value_parser` of counts that must be at least 1.

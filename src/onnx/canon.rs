@@ -73,21 +73,22 @@ pub fn parameter_names(g: &Graph) -> Vec<String> {
         }
     };
     for n in &g.nodes {
-        match n.op.as_str() {
-            "Conv" | "ConvTranspose" | "Gemm" => {
-                add(n.input(1), &mut out);
-                add(n.input(2), &mut out);
-            }
-            "MatMul" => add(n.input(1), &mut out),
-            "BatchNormalization" | "InstanceNormalization" | "LayerNormalization" => {
-                add(n.input(1), &mut out);
-                add(n.input(2), &mut out);
-            }
-            "PRelu" => add(n.input(1), &mut out),
-            _ => {}
+        for &i in parameter_inputs(&n.op) {
+            add(n.input(i), &mut out);
         }
     }
     out
+}
+
+/// The inputs of an op that hold its parameters: weights and biases of Conv/Gemm/MatMul,
+/// scale and bias of the normalisations, PRelu's slopes.
+pub fn parameter_inputs(op: &str) -> &'static [usize] {
+    match op {
+        "Conv" | "ConvTranspose" | "Gemm" => &[1, 2],
+        "MatMul" | "PRelu" => &[1],
+        "BatchNormalization" | "InstanceNormalization" | "LayerNormalization" => &[1, 2],
+        _ => &[],
+    }
 }
 
 /// Builds the canonical graph of `raw` for the given input shapes and options.

@@ -8,17 +8,14 @@
 use super::ir::{Attr, DType, Graph, Tensor};
 use anyhow::{anyhow, Context, Result};
 
-/// Input slots that hold a layer's parameters: (op, input indices).
-const PARAMETER_SLOTS: &[(&str, &[usize])] = &[
-    ("Conv", &[1, 2]),
-    ("ConvTranspose", &[1, 2]),
-    ("Gemm", &[1, 2]),
-    ("MatMul", &[1]),
-    ("BatchNormalization", &[1, 2, 3, 4]),
-    ("InstanceNormalization", &[1, 2]),
-    ("LayerNormalization", &[1, 2]),
-    ("PRelu", &[1]),
-];
+/// The inputs that become initializers: the parameters, and BatchNormalization's running
+/// statistics (constants too, though not parameters).
+fn constant_inputs(op: &str) -> &'static [usize] {
+    match op {
+        "BatchNormalization" => &[1, 2, 3, 4],
+        _ => super::canon::parameter_inputs(op),
+    }
+}
 
 /// Turns every `ConstantOfShape` with a constant shape that feeds a parameter slot into an
 /// initializer of that name. Returns the names it made, for `inspect` to say so.
@@ -27,8 +24,7 @@ pub fn materialize_constant_weights(g: &mut Graph) -> Result<Vec<String>> {
         .nodes
         .iter()
         .flat_map(|n| {
-            let slots = PARAMETER_SLOTS.iter().find(|(op, _)| *op == n.op).map(|(_, s)| *s).unwrap_or(&[]);
-            slots.iter().filter_map(|&i| n.input(i).map(str::to_string)).collect::<Vec<_>>()
+            constant_inputs(&n.op).iter().filter_map(|&i| n.input(i).map(str::to_string)).collect::<Vec<_>>()
         })
         .collect();
     let mut made = Vec::new();
