@@ -170,3 +170,30 @@ fn completions_and_engine_flags_only_where_an_engine_runs() {
         assert_eq!(help.contains("ONNX Runtime:"), has, "{cmd}: {help}");
     }
 }
+
+/// The commands without models (merge, correlate, search, space) follow the same
+/// convention: a missing input file or a bad flag value is a usage or input error, exit 2,
+/// in one line.
+#[test]
+fn commands_without_models_exit_2_on_a_missing_file_or_a_bad_value() {
+    let cases: [&[&str]; 8] = [
+        &["merge", "/nonexistent/a.jsonl"],
+        &["correlate", "/nonexistent/a.jsonl"],
+        &["search", "--space", "nb201", "--truth", "/nonexistent/t.csv", "--budget", "3"],
+        &["space", "info", "nb201", "not-a-cell"],
+        &["merge", "a.jsonl", "--rtol", "x"],
+        &["correlate", "a.jsonl", "--format", "xml"],
+        &["search", "--space", "nb999"],
+        &["space", "list", "nb999"],
+    ];
+    for args in cases {
+        let o = zerocost(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        if args[1].starts_with("/nonexistent") || args.contains(&"/nonexistent/t.csv") {
+            assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+            assert!(err.contains("/nonexistent/"), "{args:?}: {err}");
+        }
+    }
+}
