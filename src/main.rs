@@ -6,12 +6,8 @@
 mod cli;
 
 use anyhow::Result;
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use cli::{model_failed, ModelFailed, OrtArgs, ShapeArgs, Usage, EXIT_MODEL, EXIT_OK, EXIT_USAGE};
-use std::path::PathBuf;
-use zerocost::onnx::canon::CanonOptions;
-use zerocost::onnx::Model;
-use zerocost::proxies;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use cli::{ModelFailed, OrtArgs, Usage, EXIT_MODEL, EXIT_OK, EXIT_USAGE};
 
 const EXIT_STATUS_HELP: &str = "Exit status: 0 if every model was read and scored (a proxy that fails on a model is \
 reported in the output), 1 if at least one model could not be read or scored, 2 on a usage or input error not tied \
@@ -23,13 +19,6 @@ to one model (bad flag or value, conflicting flags, unwritable output, missing d
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq)]
-enum Wrt {
-    Weights,
-    Input,
-    All,
 }
 
 #[derive(Subcommand)]
@@ -56,31 +45,13 @@ enum Command {
     /// Built-in search spaces: export a network as ONNX, enumerate cells.
     Space(zerocost::search::SpaceArgs),
     /// Write the forward+backward program (mean cross-entropy loss) as an ONNX file.
-    GradGraph(GradGraphArgs),
+    GradGraph(cli::grad_graph::GradGraphArgs),
     /// Print a shell completion script (e.g. `zerocost completions bash > /etc/bash_completion.d/zerocost`).
     Completions {
         /// The shell to complete in.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-}
-
-#[derive(clap::Args)]
-struct GradGraphArgs {
-    /// The ONNX model file.
-    #[arg(value_name = "MODEL")]
-    model: PathBuf,
-    /// The ONNX file to write (.onnx).
-    #[arg(short, long, value_name = "FILE")]
-    output: PathBuf,
-    /// Which gradients become outputs.
-    #[arg(long, value_enum, default_value = "weights")]
-    wrt: Wrt,
-    /// Batch size of the program's input.
-    #[arg(long, default_value_t = 64, value_parser = cli::positive, value_name = "N")]
-    batch_size: usize,
-    #[command(flatten)]
-    shape: ShapeArgs,
 }
 
 fn main() {
@@ -128,35 +99,12 @@ fn run(command: Command) -> Result<i32> {
         Command::Correlate(args) => zerocost::jobs::correlate(args),
         Command::Search(args) => zerocost::search::search(args),
         Command::Space(args) => zerocost::search::space(args),
-        Command::GradGraph(args) => {
-            zerocost::output_path::check_writable(&args.output, "-o", &["onnx"])?;
-            let model = args.model.clone();
-            grad_graph(args).map_err(|e| anyhow::Error::new(model_failed(&model, &e)))
-        }
+        Command::GradGraph(args) => cli::grad_graph::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "zerocost", &mut std::io::stdout());
             Ok(EXIT_OK)
         }
     }
-}
-
-/// `zerocost grad-graph`; every failure here is the model's (exit status 1).
-fn grad_graph(args: GradGraphArgs) -> Result<i32> {
-    let GradGraphArgs { model, output, wrt, batch_size, shape } = args;
-    shape.apply_budget();
-    let m = Model::load(&model)?;
-    let shapes = m.input_shapes(batch_size, shape.shape())?;
-    let g = m.canonical(&shapes, &CanonOptions { bn: shape.bn, ..Default::default() })?;
-    let layers = zerocost::onnx::layers::scored_layers(&g)?;
-    let (weights, input) = match wrt {
-        Wrt::Weights => (true, false),
-        Wrt::Input => (false, true),
-        Wrt::All => (true, true),
-    };
-    let program = proxies::passes::grad_graph(&g, &layers, weights, input)?;
-    zerocost::onnx::proto::write_model(&program, &output)?;
-    eprintln!("wrote {}: inputs {:?}, outputs {:?}", output.display(), program.inputs, program.outputs);
-    Ok(EXIT_OK)
 }
 
 #[cfg(test)]

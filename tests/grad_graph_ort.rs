@@ -29,7 +29,10 @@ fn onnxruntime_available() -> Result<(), String> {
 #[test]
 fn grad_graph_runs_in_onnxruntime_with_the_same_gradients() {
     if let Err(why) = onnxruntime_available() {
-        eprintln!("SKIPPED grad_graph_runs_in_onnxruntime: onnxruntime for python3 is not available ({why}); `pip install onnxruntime numpy` to run it");
+        common::skip_or_fail(
+            "grad_graph_runs_in_onnxruntime",
+            &format!("onnxruntime for python3 is not available ({why}); `pip install onnxruntime numpy` to run it"),
+        );
         return;
     }
     let bin = env!("CARGO_BIN_EXE_zerocost");

@@ -2,14 +2,15 @@
 //! tract, float64 programs go to tract, a missing library and a missing GPU are clear
 //! errors. Run with `cargo test --release --features ort --test ort_engine`. Without the
 //! feature, or without an ONNX Runtime library (`pip install onnxruntime`), the tests print
-//! SKIPPED and pass.
+//! SKIPPED and pass, except under CI (`CI` set), where `.ci/run` installs the library and its
+//! absence fails.
 
 mod common;
 
 #[cfg(not(feature = "ort"))]
 #[test]
 fn ort_engine_skipped_without_the_feature() {
-    eprintln!("SKIPPED ort_engine: zerocost was built without the `ort` feature (cargo test --features ort)");
+    common::skip_or_fail("ort_engine", "zerocost was built without the `ort` feature (cargo test --features ort)");
 }
 
 #[cfg(feature = "ort")]
@@ -28,7 +29,7 @@ mod with_ort {
         match ort::available() {
             Ok(rt) => Some(rt),
             Err(why) => {
-                eprintln!("SKIPPED {test}: no ONNX Runtime library ({why})");
+                super::common::skip_or_fail(test, &format!("no ONNX Runtime library ({why})"));
                 None
             }
         }

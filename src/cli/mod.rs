@@ -1,6 +1,7 @@
 //! What the commands share: exit statuses and error kinds, argument groups, value
 //! parsers, and the output that is created only when there is something to write.
 
+pub mod grad_graph;
 pub mod inspect;
 pub mod proxies;
 pub mod score;

@@ -307,9 +307,15 @@ mod tests {
         let g = Tensor::from_f64(DType::F64, &[1, 2, 2, 2], rademacher(0, 5, 8));
         assert_eq!(block_score(&g, &g).unwrap(), f64::NEG_INFINITY);
         let g2 = g.map_float(|v| 2.0 * v);
-        // G_out has ±1 entries: mat = 2·G_outᵀG_out/4, whose largest singular value is known
+        // G_out is 4 positions × 2 channels of ±1: mat = 2·G_outᵀG_out/4 = [[2, d/2], [d/2, 2]]
+        // with d the dot product of the two channels, so its largest singular value is
+        // 2 + |d|/2 and the score 2 - σ - 1/(σ + 1e-6)
+        let v = g.to_f64_vec();
+        let d: f64 = (0..4).map(|k| v[k] * v[4 + k]).sum();
+        let sigma = 2.0 + d.abs() / 2.0;
+        let want = 2.0 - sigma - 1.0 / (sigma + 1e-6);
         let s = block_score(&g, &g2).unwrap();
-        assert!(s.is_finite() && s < 0.0);
+        assert!((s - want).abs() < 1e-12, "score {s}, expected {want} (d = {d})");
     }
 
     #[test]

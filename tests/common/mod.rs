@@ -12,6 +12,32 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// What PyTorch computed for a proxy.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expected {
+    Value(f64),
+    /// The reference declares the proxy undefined for this network (`null` in ref.json).
+    Undefined,
+    /// The reference declares that it did not compute the proxy, and why (`not_computed`
+    /// in ref.json, or a `not_computed.json` beside it).
+    NotComputed(String),
+}
+
+/// True under CI (`CI` set, and not to "false" or "0"), where `.ci/run` installs every
+/// optional dependency of the tests.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// A test whose optional dependency (ONNX Runtime, the `onnx` package) is missing: skipped
+/// with a message on a developer's machine, a failure under CI.
+pub fn skip_or_fail(test: &str, why: &str) {
+    if in_ci() {
+        panic!("{test}: {why}; under CI (CI={:?}) this dependency is installed by .ci/run, so its absence is a failure", std::env::var("CI").unwrap_or_default());
+    }
+    eprintln!("SKIPPED {test}: {why}");
+}
+
 /// A reference case: model file, batch and PyTorch values.
 pub struct Case {
     pub name: String,
@@ -20,6 +46,8 @@ pub struct Case {
     /// Where inputs.npy and targets.npy are (the case's folder, or a batch shared by cases).
     pub batch_dir: PathBuf,
     pub reference: Value,
+    /// Proxies the reference did not compute, with the reason.
+    pub not_computed: std::collections::BTreeMap<String, String>,
 }
 
 impl Case {
@@ -45,20 +73,47 @@ impl Case {
             .or_else(|| self.reference["proxies"].get(proxy).and_then(Value::as_f64))
     }
 
+    /// The PyTorch value a parity test compares `proxy` with: a number, or `Undefined` where
+    /// the reference declares the proxy undefined for this network (`null`). A reference
+    /// without the key is an error: a parity test must not pass by having nothing to check.
+    pub fn expected(&self, proxy: &str) -> Result<Expected, String> {
+        if let Some(why) = self.not_computed.get(proxy) {
+            return Ok(Expected::NotComputed(why.clone()));
+        }
+        let value = self.reference["proxies_f64"].get(proxy).or_else(|| self.reference["proxies"].get(proxy));
+        match value {
+            Some(Value::Null) => Ok(Expected::Undefined),
+            Some(v) => v.as_f64().map(Expected::Value).ok_or_else(|| format!("{}: reference value of {proxy} is not a number: {v}", self.name)),
+            None => Err(format!("{}: ref.json has no reference value for {proxy} (null declares it undefined)", self.name)),
+        }
+    }
+
     /// PyTorch's own float32-vs-float64 relative difference for a proxy.
     pub fn noise_floor(&self, proxy: &str) -> f64 {
         self.reference["rel_diff_f32_vs_f64"].get(proxy).and_then(Value::as_f64).unwrap_or(0.0)
     }
 }
 
-fn case_from(dir: &Path, model: PathBuf, name: &str) -> Option<Case> {
-    let reference: Value = serde_json::from_reader(File::open(dir.join("ref.json")).ok()?).ok()?;
-    if !model.exists() {
-        return None;
-    }
+/// The case of a reference folder; a folder without a readable ref.json, its model or a
+/// batch is a broken fixture and fails the test (it is not silently left out).
+fn case_from(dir: &Path, model: PathBuf, name: &str) -> Case {
+    let file = dir.join("ref.json");
+    let reference: Value = File::open(&file)
+        .map_err(|e| e.to_string())
+        .and_then(|f| serde_json::from_reader(f).map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    assert!(model.exists(), "{name}: model {} is missing", model.display());
     // a case without its own batch uses the one of its parent folder
-    let batch_dir = if dir.join("inputs.npy").exists() { dir.to_path_buf() } else { dir.parent()?.to_path_buf() };
-    Some(Case { name: name.to_string(), model, dir: dir.to_path_buf(), batch_dir, reference })
+    let batch_dir = if dir.join("inputs.npy").exists() { dir.to_path_buf() } else { dir.parent().unwrap().to_path_buf() };
+    assert!(batch_dir.join("inputs.npy").exists(), "{name}: no inputs.npy in {} or its parent", dir.display());
+    let mut not_computed: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(reference.get("not_computed").cloned().unwrap_or_default()).unwrap_or_default();
+    if let Ok(f) = File::open(dir.join("not_computed.json")) {
+        let more: std::collections::BTreeMap<String, String> =
+            serde_json::from_reader(f).unwrap_or_else(|e| panic!("{}/not_computed.json: {e}", dir.display()));
+        not_computed.extend(more);
+    }
+    Case { name: name.to_string(), model, dir: dir.to_path_buf(), batch_dir, reference, not_computed }
 }
 
 /// The repository's fixtures (models/NAME.onnx + tests/fixtures/NAME/).
@@ -68,9 +123,7 @@ pub fn fixtures() -> Vec<Case> {
     dirs.sort();
     for d in dirs {
         let name = d.file_name().unwrap().to_string_lossy().to_string();
-        if let Some(c) = case_from(&d, root().join("models").join(format!("{name}.onnx")), &name) {
-            out.push(c);
-        }
+        out.push(case_from(&d, root().join("models").join(format!("{name}.onnx")), &name));
     }
     out
 }
@@ -82,7 +135,7 @@ pub fn shared_references() -> Vec<Case> {
     let mut dirs: Vec<_> = std::fs::read_dir(&base).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
     dirs.sort();
     dirs.iter()
-        .filter_map(|d| case_from(d, d.join("model.onnx"), &format!("shared/{}", d.file_name().unwrap().to_string_lossy())))
+        .map(|d| case_from(d, d.join("model.onnx"), &format!("shared/{}", d.file_name().unwrap().to_string_lossy())))
         .collect()
 }
 
