@@ -93,6 +93,99 @@ pub fn parameter_inputs(op: &str) -> &'static [usize] {
 
 /// Builds the canonical graph of `raw` for the given input shapes and options.
 pub fn canonicalize(raw: &RawModel, shapes: &InputShapes, opts: &CanonOptions) -> Result<Graph> {
+    let first = canonicalize_with(raw, shapes, opts, None);
+    match (first, shapes.export_batch) {
+        // a shape constant that the batch-0 rules of `rebatch` could not attribute: learn
+        // every Reshape's shapes at the export batch and map them to the scoring batch
+        (Err(e), Some(b0)) if b0 != shapes.batch => match ExportShapes::of(raw, shapes, b0, opts) {
+            Some(at_export) => canonicalize_with(raw, shapes, opts, Some(&at_export)),
+            None => Err(e),
+        },
+        (result, _) => result,
+    }
+}
+
+/// Every Reshape's data and output shapes when the graph is canonicalised at the batch it
+/// was exported at (where its shape constants are consistent), by node name.
+pub struct ExportShapes {
+    reshapes: HashMap<String, (Vec<usize>, Vec<usize>)>,
+    b0: usize,
+}
+
+impl ExportShapes {
+    fn of(raw: &RawModel, shapes: &InputShapes, b0: usize, opts: &CanonOptions) -> Option<ExportShapes> {
+        let mut at_b0 = shapes.clone();
+        for s in at_b0.shapes.values_mut() {
+            if s.first() == Some(&shapes.batch) {
+                s[0] = b0;
+            }
+        }
+        at_b0.batch = b0;
+        let g = canonicalize_with(raw, &at_b0, opts, None).ok()?;
+        let resolve = |t: &String| g.aliases.get(t).cloned().unwrap_or_else(|| t.clone());
+        let mut reshapes = HashMap::new();
+        let mut seen = HashSet::new();
+        for n in raw.graph.nodes.iter().filter(|n| n.op == "Reshape" && !n.name.is_empty()) {
+            if !seen.insert(n.name.clone()) {
+                reshapes.remove(&n.name); // names that are not unique say nothing
+                continue;
+            }
+            let (Some(x), Some(y)) = (n.inputs.first(), n.outputs.first()) else { continue };
+            if let (Ok(d), Ok(o)) = (g.shape(&resolve(x)), g.shape(&resolve(y))) {
+                reshapes.insert(n.name.clone(), (d.to_vec(), o.to_vec()));
+            }
+        }
+        Some(ExportShapes { reshapes, b0 })
+    }
+
+    /// The target shape of Reshape `n` at the scoring batch. The data and the target are cut
+    /// into groups of axes with equal products at the export batch (a Reshape only splits or
+    /// merges within such a group); a group whose data grew with the batch passes the growth
+    /// to its target entry, or, when the group splits an axis (batch·heads → batch, heads;
+    /// sequence·batch → sequence, batch), to its outermost entry equal to the export batch,
+    /// else to its outermost multiple of it.
+    fn reshape_target(&self, g: &Graph, n: &Node) -> Option<Vec<i64>> {
+        let (d0, t0) = self.reshapes.get(&n.name)?;
+        let d = g.shape(n.input(0)?).ok()?.to_vec();
+        if d.len() != d0.len() || &d == d0 || d0.contains(&0) || t0.contains(&0) {
+            return None;
+        }
+        let mut t: Vec<usize> = t0.clone();
+        let (mut p, mut i) = (0, 0);
+        while p < d0.len() || i < t0.len() {
+            // one group: advance the side with the smaller product until they are equal
+            let (p_start, i_start) = (p, i);
+            let (mut pd, mut pt) = (1usize, 1usize);
+            loop {
+                if pd <= pt && p < d0.len() {
+                    pd *= d0[p];
+                    p += 1;
+                } else if i < t0.len() {
+                    pt *= t0[i];
+                    i += 1;
+                } else {
+                    break;
+                }
+                if pd == pt && (p == d0.len() || d0[p] != 1) && (i == t0.len() || t0[i] != 1) {
+                    break;
+                }
+            }
+            if pd != pt {
+                return None;
+            }
+            let now: usize = d[p_start..p].iter().product();
+            if now == pd {
+                continue;
+            }
+            let fits = |k: &usize| (t0[*k] * now) % pd == 0 && t0[*k] * now / pd > 0;
+            let entry = (i_start..i).filter(fits).find(|&k| t0[k] == self.b0).or_else(|| (i_start..i).filter(fits).find(|&k| t0[k] % self.b0 == 0))?;
+            t[entry] = t0[entry] * now / pd;
+        }
+        Some(t.into_iter().map(|v| v as i64).collect())
+    }
+}
+
+fn canonicalize_with(raw: &RawModel, shapes: &InputShapes, opts: &CanonOptions, at_export: Option<&ExportShapes>) -> Result<Graph> {
     let src = &raw.graph;
     let mut g = Graph {
         name: src.name.clone(),
@@ -126,7 +219,7 @@ pub fn canonicalize(raw: &RawModel, shapes: &InputShapes, opts: &CanonOptions) -
             promote_node(&mut n);
         }
         let desc = n.describe();
-        canon_node(&mut g, n, src.opset, shapes, opts, &mut alias).with_context(|| format!("{}: while importing {desc}", src.source))?;
+        canon_node(&mut g, n, src.opset, shapes, at_export, opts, &mut alias).with_context(|| format!("{}: while importing {desc}", src.source))?;
     }
     for o in g.outputs.iter_mut() {
         if let Some(a) = alias.get(o) {
@@ -244,7 +337,15 @@ fn float_attr_to_input(g: &mut Graph, n: &mut Node, key: &str, slot: usize, dtyp
     }
 }
 
-fn canon_node(g: &mut Graph, mut n: Node, src_opset: i64, shapes: &InputShapes, opts: &CanonOptions, alias: &mut HashMap<String, String>) -> Result<()> {
+fn canon_node(
+    g: &mut Graph,
+    mut n: Node,
+    src_opset: i64,
+    shapes: &InputShapes,
+    at_export: Option<&ExportShapes>,
+    opts: &CanonOptions,
+    alias: &mut HashMap<String, String>,
+) -> Result<()> {
     let op = n.op.clone();
     let x_dtype = n.input(0).and_then(|x| g.types.get(x)).map(|t| t.dtype).unwrap_or(DType::F32);
     match op.as_str() {
@@ -409,7 +510,8 @@ fn canon_node(g: &mut Graph, mut n: Node, src_opset: i64, shapes: &InputShapes, 
         "Resize" => check_resize(&n)?,
         _ => {}
     }
-    rebatch(g, &mut n, shapes)?;
+    rebatch(g, &mut n, shapes, at_export)?;
+    rebatch_concat_constants(g, &mut n, shapes)?;
     if let (Some(b0), true) = (shapes.export_batch, matches!(n.op.as_str(), "Reshape" | "Expand" | "Tile" | "ConstantOfShape" | "Slice")) {
         if b0 != shapes.batch {
             if let Err(e) = super::infer::infer_node(g, &n) {
@@ -577,7 +679,7 @@ fn expand_gelu(b: &mut Builder, n: &Node) -> Result<String> {
 }
 
 /// Rewrites a shape constant that carries the export batch when scoring at another batch.
-fn rebatch(g: &mut Graph, n: &mut Node, shapes: &InputShapes) -> Result<()> {
+fn rebatch(g: &mut Graph, n: &mut Node, shapes: &InputShapes, at_export: Option<&ExportShapes>) -> Result<()> {
     let Some(b0) = shapes.export_batch else { return Ok(()) };
     let b = shapes.batch;
     if b0 == b {
@@ -591,10 +693,16 @@ fn rebatch(g: &mut Graph, n: &mut Node, shapes: &InputShapes) -> Result<()> {
     let Some(name) = n.input(slot).map(|s| s.to_string()) else { return Ok(()) };
     let Some(t) = g.constant(&name) else { return Ok(()) };
     let mut v = t.to_i64_vec();
+    let data_dim0 = if slot == 1 { n.input(0).and_then(|x| g.types.get(x)).and_then(|t| t.shape.first().copied()) } else { None };
+    if let Some(w) = (n.op == "Reshape").then(|| at_export.and_then(|e| e.reshape_target(g, n))).flatten() {
+        let new = g.fresh(&format!("{name}/rebatched"));
+        g.set_initializer(&new, Tensor::from_i64(&w));
+        n.inputs[slot] = new;
+        return Ok(());
+    }
     if v.first() != Some(&(b0 as i64)) {
         return Ok(());
     }
-    let data_dim0 = if slot == 1 { n.input(0).and_then(|x| g.types.get(x)).and_then(|t| t.shape.first().copied()) } else { None };
     match n.op.as_str() {
         "Reshape" if data_dim0 != Some(b) => return Ok(()),
         "Tile" if data_dim0 != Some(1) => return Ok(()),
@@ -604,6 +712,39 @@ fn rebatch(g: &mut Graph, n: &mut Node, shapes: &InputShapes) -> Result<()> {
     let new = g.fresh(&format!("{name}/rebatched"));
     g.set_initializer(&new, Tensor::from_i64(&v));
     n.inputs[slot] = new;
+    Ok(())
+}
+
+/// A constant concatenated with the batch (a class token expanded to the export batch and
+/// folded by the exporter's optimiser into an initializer [b0, …]): when its b0 slices are
+/// identical, it is re-tiled to the scoring batch.
+fn rebatch_concat_constants(g: &mut Graph, n: &mut Node, shapes: &InputShapes) -> Result<()> {
+    let (Some(b0), b) = (shapes.export_batch, shapes.batch) else { return Ok(()) };
+    if b0 == b || n.op != "Concat" {
+        return Ok(());
+    }
+    let batched = n.inputs.iter().any(|i| g.constant(i).is_none() && g.types.get(i).is_some_and(|t| t.shape.first() == Some(&b)));
+    if !batched {
+        return Ok(());
+    }
+    for slot in 0..n.inputs.len() {
+        let Some(t) = g.constant(&n.inputs[slot]).cloned() else { continue };
+        let shape = t.shape().to_vec();
+        if shape.first() != Some(&b0) || shape.len() < 2 {
+            continue;
+        }
+        let v = t.to_f64_vec();
+        let per = v.len() / b0;
+        if per == 0 || v.chunks(per).any(|c| c != &v[..per]) {
+            continue;
+        }
+        let mut s = shape.clone();
+        s[0] = b;
+        let tiled: Vec<f64> = v[..per].iter().copied().cycle().take(per * b).collect();
+        let new = g.fresh(&format!("{}/rebatched", n.inputs[slot]));
+        g.set_initializer(&new, Tensor::from_f64(t.dtype(), &s, tiled));
+        n.inputs[slot] = new;
+    }
     Ok(())
 }
 

@@ -46,7 +46,7 @@ fn foldable(op: &str) -> bool {
             | "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Neg" | "Abs" | "Floor" | "Ceil" | "Sqrt"
             | "Reciprocal" | "Equal" | "Less" | "Greater" | "Not" | "And" | "Or" | "Where" | "ConstantOfShape"
             | "Range" | "Expand" | "Tile" | "Transpose" | "ReduceProd" | "ReduceSum" | "ReduceMax" | "ReduceMin"
-            | "Sign" | "Pow"
+            | "Sign" | "Pow" | "Mod"
     )
 }
 
@@ -154,6 +154,12 @@ fn eval(g: &Graph, n: &Node, shape: &[usize], dtype: DType) -> Result<Tensor> {
         "Mul" => binary(&x()?, &arg(g, n, 1)?, shape, |a, b| a * b)?,
         "Div" => binary(&x()?, &arg(g, n, 1)?, shape, |a, b| if int { (a / b).trunc() } else { a / b })?,
         "Pow" => binary(&x()?, &arg(g, n, 1)?, shape, f64::powf)?,
+        // fmod = 0: the sign of the divisor (Python's %, integers only); 1: C's fmod
+        "Mod" if n.int("fmod", 0) != 0 => binary(&x()?, &arg(g, n, 1)?, shape, |a, b| a % b)?,
+        "Mod" => binary(&x()?, &arg(g, n, 1)?, shape, |a, b| {
+            let r = a % b;
+            if r != 0.0 && (r < 0.0) != (b < 0.0) { r + b } else { r }
+        })?,
         "Max" => binary(&x()?, &arg(g, n, 1)?, shape, f64::max)?,
         "Min" => binary(&x()?, &arg(g, n, 1)?, shape, f64::min)?,
         "Equal" => binary(&x()?, &arg(g, n, 1)?, shape, |a, b| (a == b) as u8 as f64)?,
