@@ -208,6 +208,7 @@ fn canonicalize_with(raw: &RawModel, shapes: &InputShapes, opts: &CanonOptions, 
         g.types.insert(decl.name.clone(), TypeInfo::new(dt, shape.clone()));
     }
     let mut alias: HashMap<String, String> = HashMap::new();
+    let mut sequences = super::sequence::Sequences::default();
     for n in &src.nodes {
         let mut n = n.clone();
         for i in n.inputs.iter_mut() {
@@ -219,7 +220,10 @@ fn canonicalize_with(raw: &RawModel, shapes: &InputShapes, opts: &CanonOptions, 
             promote_node(&mut n);
         }
         let desc = n.describe();
-        canon_node(&mut g, n, src.opset, shapes, at_export, opts, &mut alias).with_context(|| format!("{}: while importing {desc}", src.source))?;
+        let lowered = sequences.lower(&mut g, n).with_context(|| format!("{}: while importing {desc}", src.source))?;
+        for n in lowered {
+            canon_node(&mut g, n, src.opset, shapes, at_export, opts, &mut alias).with_context(|| format!("{}: while importing {desc}", src.source))?;
+        }
     }
     for o in g.outputs.iter_mut() {
         if let Some(a) = alias.get(o) {

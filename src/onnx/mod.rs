@@ -11,6 +11,7 @@ pub mod ir;
 pub mod layers;
 pub mod model;
 pub mod proto;
+pub mod sequence;
 pub mod weights;
 
 pub use model::Model;
