@@ -20,6 +20,7 @@ pub mod params;
 pub mod passes;
 pub mod plain;
 pub mod snip;
+pub mod split;
 pub mod swap;
 pub mod synflow;
 pub mod zen;
@@ -329,13 +330,16 @@ impl<'a> Ctx<'a> {
 
     /// The canonical graph at the batch's size (BN as chosen, float32 unless float64).
     pub fn base(&self) -> Result<&Base> {
-        cached(&self.base, || {
-            let opts = CanonOptions { bn: self.opts.bn, abs_params: false, float64: self.opts.float64 };
-            let graph = self.canonical(self.batch.len(), &opts)?;
-            let layers = scored_layers(&graph)?;
-            let weights = layers.iter().map(|l| graph.initializers[&l.weight].clone()).collect();
-            Ok(Base { graph, layers, weights })
-        })
+        cached(&self.base, || self.base_at(self.batch.len()))
+    }
+
+    /// The canonical graph at `n` samples (a chunk of the batch), as [`Ctx::base`].
+    pub fn base_at(&self, n: usize) -> Result<Base> {
+        let opts = CanonOptions { bn: self.opts.bn, abs_params: false, float64: self.opts.float64 };
+        let graph = self.canonical(n, &opts)?;
+        let layers = scored_layers(&graph)?;
+        let weights = layers.iter().map(|l| graph.initializers[&l.weight].clone()).collect();
+        Ok(Base { graph, layers, weights })
     }
 
     pub fn layers(&self) -> Result<&[ScoredLayer]> {
@@ -344,12 +348,17 @@ impl<'a> Ctx<'a> {
 
     /// The batch's inputs in the pass's float type, checked against the model's input.
     fn input_tensor(&self, g: &Graph) -> Result<Tensor> {
+        self.input_rows(g, 0..self.batch.len())
+    }
+
+    /// Samples `rows` of the batch's inputs (a chunk), as [`Ctx::input_tensor`].
+    fn input_rows(&self, g: &Graph, rows: std::ops::Range<usize>) -> Result<Tensor> {
         let want = g.shape(&g.inputs[0])?;
-        let got = self.batch.inputs.shape();
-        if want != got {
-            bail!("the batch has shape {got:?}, the model's input '{}' wants {want:?}", g.inputs[0]);
+        let x = self.batch.inputs.slice_axis(ndarray::Axis(0), ndarray::Slice::from(rows));
+        if want != x.shape() {
+            bail!("the batch has shape {:?}, the model's input '{}' wants {want:?}", x.shape(), g.inputs[0]);
         }
-        Ok(Tensor::F32(self.batch.inputs.clone()).cast(self.dtype()))
+        Ok(Tensor::F32(x.to_owned()).cast(self.dtype()))
     }
 
     fn classes(&self, g: &Graph) -> Result<usize> {
@@ -376,34 +385,71 @@ impl<'a> Ctx<'a> {
                 input_grad: false,
                 grasp: self.wants(&["grasp"]),
                 jacobian: self.wants(&["jacob_cov", "epe_nas"]),
+                grasp_given: false,
             })
         })
     }
 
-    /// Builds and runs a loss program with `extras` on the batch.
+    /// The wanted proxies among `names` (all of `names` when the wanted set is unknown), for
+    /// messages about a pass they share.
+    fn readers(&self, names: &[&str]) -> String {
+        let wanted: Vec<&str> = names.iter().copied().filter(|n| self.wanted.is_empty() || self.wants(&[n])).collect();
+        if wanted.is_empty() { names.join(", ") } else { wanted.join(", ") }
+    }
+
+    /// Builds and runs a loss program with `extras` on the batch, in chunks when the whole
+    /// batch's program would not fit the memory budget (`split.rs`). Split, GraSP runs a
+    /// second pass over the chunks: its g is the whole batch's gradient from the first.
     fn run_loss(&self, extras: passes::LossExtras) -> Result<LossResults> {
-        let base = self.base()?;
-        let t0 = std::time::Instant::now();
-        let p = passes::loss_program_with(&base.graph, &base.layers, extras)?;
-        if std::env::var_os("ZEROCOST_DEBUG").is_some() {
-            eprintln!("loss program: {} nodes built in {:.3}s", p.graph.nodes.len(), t0.elapsed().as_secs_f64());
+        let build = |b: &Base| passes::loss_program_with(&b.graph, &b.layers, extras);
+        let mut readers = vec!["grad_norm", "snip", "plain"];
+        readers.extend(extras.fisher.then_some("fisher"));
+        readers.extend(extras.grasp.then_some("grasp"));
+        readers.extend(if extras.jacobian { &["jacob_cov", "epe_nas"][..] } else { &[] });
+        let plan = split::plan(self, "the loss pass", &self.readers(&readers), &build, |p| &p.graph)?;
+        let size = match plan {
+            split::Plan::Chunks(size) => size,
+            whole => return self.finish_loss(split::run(self, whole, &build, |p| &p.graph, |c| self.loss_chunk(c, None), merge_loss)?),
+        };
+        let first = passes::LossExtras { grasp: false, ..extras };
+        let build = |b: &Base| passes::loss_program_with(&b.graph, &b.layers, first);
+        let mut r = split::run(self, split::Plan::Chunks(size), &build, |p| &p.graph, |c| self.loss_chunk(c, None), merge_loss)?;
+        if extras.grasp {
+            let second = passes::LossExtras { grasp: true, grasp_given: true, ..Default::default() };
+            let build = |b: &Base| passes::loss_program_with(&b.graph, &b.layers, second);
+            let g = &r.weight_grads;
+            let hg = |c: &split::Chunk<passes::LossProgram>| self.loss_chunk(c, Some(g))?.hg.ok_or_else(|| anyhow!("the GraSP program returned no Hg"));
+            r.hg = Some(split::run(self, split::Plan::Chunks(size), &build, |p| &p.graph, hg, split::add_all)?);
         }
-        let x = self.input_tensor(&base.graph)?;
-        let t = passes::target_tensor(&self.batch.targets, self.classes(&base.graph)?, self.dtype())?;
-        let mut bind: Vec<(&str, &Tensor)> = vec![(&base.graph.inputs[0], &x), (passes::TARGETS, &t)];
-        let seed = if extras.jacobian { Some(passes::seed_ones(&base.graph)?) } else { None };
-        if let Some(s) = &seed {
-            bind.push((passes::SEED, s));
+        self.finish_loss(r)
+    }
+
+    fn finish_loss(&self, r: LossResults) -> Result<LossResults> {
+        if !r.loss.is_finite() {
+            bail!("the loss is {} (NaN or infinite) on this batch", r.loss);
         }
-        let mut out = passes::load_and_run(self.engine, &p.graph, &bind)?;
+        Ok(r)
+    }
+
+    /// Runs a loss program on a chunk of the batch (targets scaled by the whole batch's 1/N);
+    /// `grasp_g` binds GraSP's g where the program takes it as inputs.
+    fn loss_chunk(&self, c: &split::Chunk<passes::LossProgram>, grasp_g: Option<&Vec<Tensor>>) -> Result<LossResults> {
+        let (p, g) = (c.program, &c.base.graph);
+        let x = self.input_rows(g, c.rows.clone())?;
+        let t = passes::target_tensor_of(&self.batch.targets[c.rows.clone()], self.classes(g)?, self.batch.len(), self.dtype())?;
+        let mut bind: Vec<(&str, &Tensor)> = vec![(&g.inputs[0], &x), (passes::TARGETS, &t)];
+        let seed = if p.extras.jacobian { Some(passes::seed_ones(g)?) } else { None };
+        bind.extend(seed.iter().map(|s| (passes::SEED, s)));
+        if !p.grasp_g.is_empty() {
+            let given = grasp_g.ok_or_else(|| anyhow!("GraSP's g was not given"))?;
+            bind.extend(p.grasp_g.iter().map(String::as_str).zip(given));
+        }
+        let mut out = c.run.run(&bind)?;
         let loss = passes::output(&out, passes::LOSS)?.to_f64_vec()[0];
-        if !loss.is_finite() {
-            bail!("the loss is {loss} (NaN or infinite) on this batch");
-        }
         let mut take = |n: &String| out.shift_remove(n).ok_or_else(|| anyhow!("program output '{n}' missing"));
         let weight_grads = p.weight_grads.iter().map(&mut take).collect::<Result<_>>()?;
         let fisher_sums = p.fisher_sums.iter().map(&mut take).collect::<Result<_>>()?;
-        let hg = if extras.grasp { Some(p.hg.iter().map(&mut take).collect::<Result<_>>()?) } else { None };
+        let hg = if p.extras.grasp { Some(p.hg.iter().map(&mut take).collect::<Result<_>>()?) } else { None };
         let jacobian = p.jacobian.as_ref().map(&mut take).transpose()?;
         Ok(LossResults { loss, weight_grads, fisher_sums, hg, jacobian })
     }
@@ -428,13 +474,17 @@ impl<'a> Ctx<'a> {
             }
         }
         cached(&self.jacobian, || {
-            let base = self.base()?;
-            let input = base.graph.inputs[0].clone();
-            let (g, grads) = passes::sum_output_program(&base.graph, std::slice::from_ref(&input))?;
-            let x = self.input_tensor(&base.graph)?;
-            let seed = passes::seed_ones(&base.graph)?;
-            let out = passes::load_and_run(self.engine, &g, &[(&input, &x), (passes::SEED, &seed)])?;
-            passes::output(&out, &grads[0]).cloned()
+            let build = |b: &Base| passes::sum_output_program(&b.graph, &b.graph.inputs[..1]);
+            let readers = self.readers(&["jacob_cov", "epe_nas"]);
+            let plan = split::plan(self, "the Jacobian pass", &readers, &build, |p| &p.0)?;
+            let rows = |c: &split::Chunk<(Graph, Vec<String>)>| {
+                let g = &c.base.graph;
+                let x = self.input_rows(g, c.rows.clone())?;
+                let seed = passes::seed_ones(g)?;
+                let out = c.run.run(&[(&g.inputs[0], &x), (passes::SEED, &seed)])?;
+                passes::output(&out, &c.program.1[0]).cloned()
+            };
+            split::run(self, plan, &build, |p| &p.0, rows, |a, b| split::concat_rows(&a, &b))
         })
     }
 
@@ -477,6 +527,19 @@ impl<'a> Ctx<'a> {
     pub fn parameter_names(&self) -> Vec<String> {
         parameter_names(&self.model.raw.graph)
     }
+}
+
+/// The loss pass's results on two consecutive chunks as one: losses and gradients add (each
+/// chunk's targets carry the whole batch's 1/N), per-sample rows stack.
+fn merge_loss(a: LossResults, b: LossResults) -> Result<LossResults> {
+    let stack = |x: Vec<Tensor>, y: Vec<Tensor>| x.iter().zip(&y).map(|(x, y)| split::concat_rows(x, y)).collect::<Result<Vec<_>>>();
+    Ok(LossResults {
+        loss: a.loss + b.loss,
+        weight_grads: split::add_all(a.weight_grads, b.weight_grads)?,
+        fisher_sums: stack(a.fisher_sums, b.fisher_sums)?,
+        hg: a.hg.zip(b.hg).map(|(x, y)| split::add_all(x, y)).transpose()?,
+        jacobian: a.jacobian.zip(b.jacobian).map(|(x, y)| split::concat_rows(&x, &y)).transpose()?,
+    })
 }
 
 /// Σ over elements of f(w, g) in f64.

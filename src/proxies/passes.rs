@@ -55,13 +55,20 @@ pub fn add_loss(g: &mut Graph) -> Result<String> {
 
 /// The -onehot/N target tensor for a batch.
 pub fn target_tensor(targets: &[i64], classes: usize, dtype: DType) -> Result<Tensor> {
+    target_tensor_of(targets, classes, targets.len(), dtype)
+}
+
+/// The -onehot/`total` target tensor for `targets`, a chunk of a batch of `total` samples:
+/// the chunk's loss is then its share of the whole batch's mean, and the chunks' losses and
+/// gradients add up to the whole batch's.
+pub fn target_tensor_of(targets: &[i64], classes: usize, total: usize, dtype: DType) -> Result<Tensor> {
     let n = targets.len();
     let mut v = vec![0.0; n * classes];
     for (i, &t) in targets.iter().enumerate() {
         if t < 0 || t as usize >= classes {
             bail!("target {t} of sample {i} is outside the model's {classes} classes");
         }
-        v[i * classes + t as usize] = -1.0 / n as f64;
+        v[i * classes + t as usize] = -1.0 / total as f64;
     }
     Ok(Tensor::from_f64(dtype, &[n, classes], v))
 }
@@ -82,6 +89,9 @@ pub struct LossExtras {
     pub input_grad: bool,
     /// GraSP's Hg = ∂(Σ g·∂L/∂W)/∂W per scored layer, g = ∂L/∂W held constant.
     pub grasp: bool,
+    /// With `grasp`: g is bound to the inputs [`LossProgram::grasp_g`] (the whole batch's
+    /// gradient, when the batch is split) instead of being this program's own ∂L/∂W.
+    pub grasp_given: bool,
     /// ∂(Σ outputs)/∂input (jacob_cov, epe_nas), a second backward pass seeded by ones.
     pub jacobian: bool,
 }
@@ -98,7 +108,13 @@ pub struct LossProgram {
     pub hg: Vec<String>,
     /// With `jacobian`; bind [`SEED`] to ones shaped like the output.
     pub jacobian: Option<String>,
+    /// With `grasp_given`: per scored layer, the input to bind g to.
+    pub grasp_g: Vec<String>,
+    pub extras: LossExtras,
 }
+
+/// Graph inputs holding GraSP's g per scored layer (`grasp_given`).
+pub const GRASP_G: &str = "zerocost/grasp_g";
 
 pub fn loss_program(base: &Graph, layers: &[ScoredLayer], fisher: bool, input_grad: bool) -> Result<LossProgram> {
     loss_program_with(base, layers, LossExtras { fisher, input_grad, ..Default::default() })
@@ -139,13 +155,23 @@ pub fn loss_program_with(base: &Graph, layers: &[ScoredLayer], extras: LossExtra
     }
     let input_grad = if extras.input_grad { grads.last().cloned() } else { None };
     let mut hg = Vec::new();
+    let mut grasp_g = Vec::new();
     if extras.grasp {
         // z = Σ_layers Σ stop_gradient(dW)·dW; Hg = ∂z/∂W reuses this program's forward
         // pass and first backward pass instead of recomputing them
         let mut b = Builder::new(&mut g, "grasp");
         let mut terms = Vec::new();
-        for dw in &weight_grads {
-            let fixed = b.op(STOP_GRADIENT, &[dw], vec![])?;
+        for (i, dw) in weight_grads.iter().enumerate() {
+            let fixed = if extras.grasp_given {
+                let name = format!("{GRASP_G}/{i}");
+                let info = b.info(dw)?;
+                b.g.inputs.push(name.clone());
+                b.g.types.insert(name.clone(), info);
+                grasp_g.push(name.clone());
+                name
+            } else {
+                b.op(STOP_GRADIENT, &[dw], vec![])?
+            };
             let p = b.mul(&fixed, dw)?;
             let axes: Vec<usize> = (0..b.shape(dw)?.len()).collect();
             terms.push(b.reduce_sum(&p, &axes, false)?);
@@ -169,7 +195,7 @@ pub fn loss_program_with(base: &Graph, layers: &[ScoredLayer], extras: LossExtra
     g.outputs.extend(hg.iter().cloned());
     g.outputs.extend(jacobian.iter().cloned());
     dedup_outputs(&mut g);
-    Ok(LossProgram { graph: g, logits, weight_grads, fisher_sums, input_grad, hg, jacobian })
+    Ok(LossProgram { graph: g, logits, weight_grads, fisher_sums, input_grad, hg, jacobian, grasp_g, extras })
 }
 
 /// The program `zerocost grad-graph` writes: logits, the mean cross-entropy loss and the
