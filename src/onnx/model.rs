@@ -114,7 +114,7 @@ fn load_notes(raw: &RawModel, info: &ImportInfo, origins: &IndexMap<String, Stri
     if !info.half_io.is_empty() || info.half_casts > 0 {
         let weights = origins.values().filter(|o| o.contains("float16") || o.contains("bfloat16")).count();
         notes.push(format!(
-            "half-precision network: its float16/bfloat16 inputs and outputs ({}), {weights} weights and {} casts to float16 are read as float32; it is scored as the float32 network",
+            "half-precision network: its float16/bfloat16 inputs and outputs ({}), weights ({weights}) and casts to float16 ({}) are read as float32; it is scored as the float32 network",
             info.half_io.join(", "),
             info.half_casts
         ));
@@ -122,7 +122,7 @@ fn load_notes(raw: &RawModel, info: &ImportInfo, origins: &IndexMap<String, Stri
     let dequantized = origins.values().filter(|o| o.contains("DequantizeLinear")).count();
     if pairs > 0 || dequantized > 0 {
         notes.push(format!(
-            "quantized (QDQ) network: {dequantized} weights dequantized at load, {pairs} QuantizeLinear→DequantizeLinear pairs on activations removed ({relus} replaced by the Relu they clamp to); it is scored as the dequantized float network"
+            "quantized (QDQ) network: weights dequantized at load ({dequantized}), QuantizeLinear→DequantizeLinear pairs on activations removed ({pairs}, of which {relus} replaced by the Relu they clamp to); it is scored as the dequantized float network"
         ));
     }
     // PyTorch's dynamo exporter with optimize=True folds inference-mode BatchNormalization

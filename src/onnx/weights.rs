@@ -473,3 +473,56 @@ pub fn remove_qdq_pairs(g: &mut Graph, stored: &HashMap<String, &'static str>) -
     }
     (pairs.len(), relus)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dequantize_per_tensor_and_per_axis() {
+        let x = Tensor::I32(ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![-128, 0, 10, 127]).unwrap());
+        let s = Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[]), vec![0.5]).unwrap());
+        let z = Tensor::I32(ArrayD::from_shape_vec(IxDyn(&[]), vec![2]).unwrap());
+        assert_eq!(dequantize(&x, &s, Some(&z), 1).unwrap().to_f64_vec(), [-65.0, -1.0, 4.0, 62.5]);
+        let s = Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[2]), vec![1.0, 0.25]).unwrap());
+        let z = Tensor::I32(ArrayD::from_shape_vec(IxDyn(&[2]), vec![0, 2]).unwrap());
+        // axis 0: rows scaled by 1 and 0.25, zero points 0 and 2
+        assert_eq!(dequantize(&x, &s, Some(&z), 0).unwrap().to_f64_vec(), [-128.0, 0.0, 2.0, 31.25]);
+        // axis 1 (the default): columns
+        assert_eq!(dequantize(&x, &s, Some(&z), 1).unwrap().to_f64_vec(), [-128.0, -0.5, 10.0, 31.25]);
+        assert!(dequantize(&x, &Tensor::F32(ArrayD::zeros(IxDyn(&[3]))), None, 0).is_err());
+    }
+
+    #[test]
+    fn half_precision_bits() {
+        use crate::onnx::proto::{bf16_to_f32, f16_to_f32};
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert!(f16_to_f32(0x7c00).is_infinite() && f16_to_f32(0x7e00).is_nan());
+        assert_eq!(bf16_to_f32(0x3f80), 1.0);
+        assert_eq!(bf16_to_f32(0xc040), -3.0);
+    }
+
+    #[test]
+    fn constant_chains_fold_into_parameters_but_a_bn_constant_does_not() {
+        let mut g = Graph { source: "test".into(), opset: 17, ..Graph::default() };
+        g.inputs.push("x".into());
+        let w = Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap());
+        g.nodes.push(Node::new("c", "Constant", vec![], vec!["wt".into()]).with_attr("value", Attr::Tensor(w)));
+        g.nodes.push(Node::new("t", "Transpose", vec!["wt".into()], vec!["w".into()]).with_attr("perm", Attr::Ints(vec![1, 0])));
+        g.nodes.push(Node::new("mm", "MatMul", vec!["x".into(), "w".into()], vec!["y".into()]));
+        g.nodes.push(Node::new("s", "Constant", vec![], vec!["scale".into()]).with_attr("value", Attr::Tensor(Tensor::full(DType::F32, &[2], 1.0))));
+        g.nodes.push(Node::new("bn", "BatchNormalization", vec!["y".into(), "scale".into(), "scale".into(), "scale".into(), "scale".into()], vec!["z".into()]));
+        g.outputs.push("z".into());
+        let origins = fold_constant_weights(&mut g, &HashMap::new()).unwrap();
+        assert_eq!(origins.get("w").map(String::as_str), Some("Transpose of Constant"));
+        assert_eq!(g.initializers["w"].shape(), [3, 2]);
+        assert_eq!(g.initializers["w"].to_f64_vec(), [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+        // the Constant and Transpose went; the BatchNorm's Constant stays a node
+        assert_eq!(g.nodes.iter().map(|n| n.op.as_str()).collect::<Vec<_>>(), ["MatMul", "Constant", "BatchNormalization"]);
+        assert!(!g.initializers.contains_key("scale"));
+    }
+}
