@@ -3,8 +3,9 @@
 //! All nine import; each one has every Conv and Gemm as a scored layer, `params` equals the
 //! weights, biases and normalisation scales and biases counted from the protobuf itself, and
 //! every paper proxy scores at batch 8 (on ONNX Runtime, float32, when its library is found;
-//! on tract otherwise). About 4 minutes on 2 cores with ONNX Runtime (VGG-19 is most of it);
-//! `ZEROCOST_LIGHT_ZOO=import` checks the import only.
+//! on tract otherwise). 12 minutes on 2 busy cores with ONNX Runtime (VGG-19 5 minutes,
+//! ResNet-50, DenseNet-121 and Inception v2 about 2 each); `ZEROCOST_LIGHT_ZOO=import`
+//! checks the import only (seconds).
 
 use prost::Message;
 use std::collections::HashMap;
@@ -119,9 +120,10 @@ fn light_zoo_models_import_with_every_layer_and_parameter_and_score() {
             let req = BatchRequest { batch_size, num_classes: 1000, input_shape: model.sample_shape().unwrap(), seed: 0, ..Default::default() };
             let batch = load_batch(&DataSource::Synthetic, &req).unwrap();
             let r = find_measures(&model, &batch, PAPER_PROXIES, engine.as_ref(), &ScoreOptions::default());
-            // the memory budget (default: a share of this machine's memory) may refuse batch 8
-            // of the largest programs (DenseNet-121's gradient program: 32 GiB of tensors at
-            // batch 8 counted all at once): those score at batch 2, said on stderr
+            // the memory budget (default: 80% of MemAvailable, so it varies with the machine's
+            // load) may refuse batch 8 of the largest programs (DenseNet-121's gradient
+            // program: 32 GiB of tensors at batch 8 counted all at once; ResNet-50 and VGG-19
+            // on a 23 GiB machine): those score at batch 2, said on stderr
             if batch_size > 2 && r.values().any(|v| v.error.as_deref().is_some_and(|e| e.contains("over the memory budget"))) {
                 eprintln!("{name}: over the memory budget at batch {batch_size}: scored at batch 2");
                 batch_size = 2;
