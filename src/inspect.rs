@@ -24,6 +24,23 @@ pub struct TensorInfo {
     pub dtype: &'static str,
 }
 
+/// A scored layer and where its weight's value came from in the file.
+#[derive(Serialize)]
+pub struct InspectedLayer {
+    #[serde(flatten)]
+    pub layer: ScoredLayer,
+    /// "initializer", "Constant", "ConstantOfShape", "Cast from float16",
+    /// "DequantizeLinear of int8", "Transpose of Constant", … (weights::fold_constant_weights)
+    pub weight_from: String,
+}
+
+impl std::ops::Deref for InspectedLayer {
+    type Target = ScoredLayer;
+    fn deref(&self) -> &ScoredLayer {
+        &self.layer
+    }
+}
+
 #[derive(Serialize)]
 pub struct Inspection {
     pub model: String,
@@ -32,7 +49,9 @@ pub struct Inspection {
     pub batch: usize,
     pub inputs: Vec<TensorInfo>,
     pub outputs: Vec<TensorInfo>,
-    pub scored_layers: Vec<ScoredLayer>,
+    pub scored_layers: Vec<InspectedLayer>,
+    /// What the file is scored as when it is not what it says (Model::notes).
+    pub notes: Vec<String>,
     pub params: usize,
     pub macs_per_sample: u64,
     /// Op type → number of nodes in the file.
@@ -78,7 +97,14 @@ pub fn inspect(model: &Model, batch: usize, input_shape: Option<&[usize]>, bn: B
         outputs: g.outputs.iter().map(|o| tensor_info(&g, o)).collect(),
         params: parameter_names(raw).iter().map(|p| raw.initializers[p].len()).sum(),
         macs_per_sample: layers.iter().map(|l| l.macs_per_sample).sum(),
-        scored_layers: layers,
+        scored_layers: layers
+            .into_iter()
+            .map(|l| {
+                let from = model.weight_origins.get(&l.weight).cloned().unwrap_or_else(|| "initializer".into());
+                InspectedLayer { layer: l, weight_from: from }
+            })
+            .collect(),
+        notes: model.notes.clone(),
         ops,
         non_differentiable: non_diff,
     })
@@ -96,9 +122,15 @@ pub fn render(i: &Inspection) -> String {
     s.push_str(&align(&rows, &[false; 4], ""));
     s.push_str(&format!("params   {}\nMACs     {} per sample\n", i.params, i.macs_per_sample));
     s.push_str(&format!("scored layers ({}):\n", i.scored_layers.len()));
-    let rows: Vec<Vec<String>> =
-        i.scored_layers.iter().map(|l| vec![l.op.clone(), l.weight.clone(), format!("{:?}", l.weight_shape), format!("MACs {}", l.macs_per_sample)]).collect();
-    s.push_str(&align(&rows, &[false; 4], "  "));
+    let rows: Vec<Vec<String>> = i
+        .scored_layers
+        .iter()
+        .map(|l| vec![l.op.clone(), l.weight.clone(), format!("{:?}", l.weight_shape), format!("MACs {}", l.macs_per_sample), l.weight_from.clone()])
+        .collect();
+    s.push_str(&align(&rows, &[false; 5], "  "));
+    for n in &i.notes {
+        s.push_str(&format!("note: {n}\n"));
+    }
     s.push_str("ops:\n");
     let rows: Vec<Vec<String>> = i.ops.iter().map(|(op, n)| vec![op.clone(), n.to_string(), op_status(i, op).to_string()]).collect();
     s.push_str(&align(&rows, &[false, true, false], "  "));

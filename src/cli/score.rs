@@ -158,6 +158,9 @@ fn check_source(source: &DataSource) -> Result<()> {
 /// Loads `path`, chooses its output, builds the batch and computes the proxies.
 fn score_model(args: &ScoreArgs, path: &Path, source: &DataSource, names: &[&str], engine: &dyn Engine) -> Result<Scored> {
     let mut model = Model::load(path)?;
+    for note in &model.notes {
+        eprintln!("zerocost: note: {}: {note}", model.path.display());
+    }
     choose_output(&mut model, args.output_name.as_deref())?;
     let mut opts = ScoreOptions { bn: args.shape.bn, input_shape: args.shape.shape().map(<[usize]>::to_vec), float64: args.precision == "f64" };
     if let (None, None, Some(inputs)) = (&opts.input_shape, model.sample_shape(), &args.inputs) {

@@ -710,6 +710,9 @@ fn rebatch(g: &mut Graph, n: &mut Node, shapes: &InputShapes, at_export: Option<
     match n.op.as_str() {
         "Reshape" if data_dim0 != Some(b) => return Ok(()),
         "Tile" if data_dim0 != Some(1) => return Ok(()),
+        // a 1-D Expand is a per-channel vector (the dynamo exporter's zero bias of a
+        // bias=False Conv, a non-affine BatchNorm's ones), not a batch
+        "Expand" if v.len() < 2 => return Ok(()),
         _ => {}
     }
     v[0] = b as i64;

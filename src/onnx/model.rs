@@ -3,29 +3,40 @@
 
 use super::canon::{canonicalize, CanonOptions, InputShapes};
 use super::ir::Graph;
-use super::proto::{read_model, RawModel};
+use super::proto::{read_model_info, ImportInfo, RawModel};
 use anyhow::{bail, Result};
+use indexmap::IndexMap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub struct Model {
     pub path: PathBuf,
     pub raw: RawModel,
+    /// What the file is scored as, when that is not what it says: a float16 network read as
+    /// float32, a QDQ model dequantized, BatchNormalization folded away by the exporter.
+    /// One line each, for `inspect` and `score` (stderr) to say once.
+    pub notes: Vec<String>,
+    /// Every parameter slot's tensor → where its value came from ("initializer",
+    /// "Constant", "ConstantOfShape", "Cast from float16", "DequantizeLinear of int8", …;
+    /// see `weights::fold_constant_weights`).
+    pub weight_origins: IndexMap<String, String>,
 }
 
 impl Model {
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         let path = path.as_ref().to_path_buf();
-        let mut raw = read_model(&path)?;
-        super::weights::materialize_constant_weights(&mut raw.graph)?;
+        let (mut raw, info) = read_model_info(&path)?;
+        let (pairs, relus) = super::weights::remove_qdq_pairs(&mut raw.graph, &info.stored);
+        let weight_origins = super::weights::fold_constant_weights(&mut raw.graph, &info.stored)?;
         if raw.input_decls.is_empty() {
             bail!("{}: the model has no runtime input", path.display());
         }
-        Ok(Model { path, raw })
+        let notes = load_notes(&raw, &info, &weight_origins, pairs, relus);
+        Ok(Model { path, raw, notes, weight_origins })
     }
 
     pub fn from_raw(path: impl Into<PathBuf>, raw: RawModel) -> Model {
-        Model { path: path.into(), raw }
+        Model { path: path.into(), raw, notes: Vec::new(), weight_origins: IndexMap::new() }
     }
 
     /// Name of the (first) data input.
@@ -94,4 +105,45 @@ impl Model {
         g.check_memory()?;
         Ok(g)
     }
+}
+
+/// The notes of [`Model::notes`].
+fn load_notes(raw: &RawModel, info: &ImportInfo, origins: &IndexMap<String, String>, pairs: usize, relus: usize) -> Vec<String> {
+    let g = &raw.graph;
+    let mut notes = Vec::new();
+    if !info.half_io.is_empty() || info.half_casts > 0 {
+        let weights = origins.values().filter(|o| o.contains("float16") || o.contains("bfloat16")).count();
+        notes.push(format!(
+            "half-precision network: its float16/bfloat16 inputs and outputs ({}), weights ({weights}) and casts to float16 ({}) are read as float32; it is scored as the float32 network",
+            info.half_io.join(", "),
+            info.half_casts
+        ));
+    }
+    let dequantized = origins.values().filter(|o| o.contains("DequantizeLinear")).count();
+    if pairs > 0 || dequantized > 0 {
+        notes.push(format!(
+            "quantized (QDQ) network: weights dequantized at load ({dequantized}), QuantizeLinear→DequantizeLinear pairs on activations removed ({pairs}, of which {relus} replaced by the Relu they clamp to); it is scored as the dequantized float network"
+        ));
+    }
+    // PyTorch's dynamo exporter with optimize=True folds inference-mode BatchNormalization
+    // into the convolution before it: the fused Conv is a new node, named node_Conv_<n>,
+    // whose output keeps the name of the BatchNorm's (getitem…); the exporter's own Conv
+    // nodes are named after the aten op (node_conv2d…)
+    if info.producer == "pytorch" {
+        let folded = g
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op.as_str(), "Conv" | "ConvTranspose"))
+            .filter(|n| {
+                let fused_name = n.name.strip_prefix("node_Conv_").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+                fused_name || n.outputs.first().is_some_and(|o| o.starts_with("getitem"))
+            })
+            .count();
+        if folded > 0 {
+            notes.push(format!(
+                "BatchNormalization was folded into {folded} convolution(s) by the exporter (PyTorch's dynamo exporter, optimize=True): batch statistics cannot be recovered from this file, and the scores follow the folded network (export with optimize=False to keep BatchNormalization)"
+            ));
+        }
+    }
+    notes
 }

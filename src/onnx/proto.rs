@@ -4,6 +4,7 @@ use super::ir::{Attr, DType, Graph, Node, Tensor, TypeInfo};
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::{ArrayD, IxDyn};
 use prost::Message;
+use std::collections::HashMap;
 use std::path::Path;
 use tract_onnx::pb;
 
@@ -23,16 +24,90 @@ pub struct RawModel {
     pub input_decls: Vec<InputDecl>,
 }
 
+/// What reading a file converted or noticed, beyond the graph itself.
+#[derive(Clone, Debug, Default)]
+pub struct ImportInfo {
+    /// The file's `producer_name`.
+    pub producer: String,
+    /// Initializers and `Constant` outputs stored in a type zerocost computes in another:
+    /// tensor name → the file's type ("float16", "bfloat16", "int8", "uint8", …).
+    pub stored: HashMap<String, &'static str>,
+    /// Graph inputs and outputs declared float16/bfloat16 (read as float32).
+    pub half_io: Vec<String>,
+    /// `Cast` nodes to float16/bfloat16 turned into casts to float32.
+    pub half_casts: usize,
+}
+
 /// Reads an ONNX file (and its external-data files, if any).
 pub fn read_model(path: &Path) -> Result<RawModel> {
+    Ok(read_model_info(path)?.0)
+}
+
+/// [`read_model`], with what the reading converted.
+pub fn read_model_info(path: &Path) -> Result<(RawModel, ImportInfo)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let proto = pb::ModelProto::decode(bytes.as_slice())
         .map_err(|e| anyhow!("{} is not a valid ONNX file (protobuf decoding failed: {e})", path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    from_model_proto(&proto, dir, &path.display().to_string())
+    from_model_proto_info(&proto, dir, &path.display().to_string())
 }
 
 pub fn from_model_proto(proto: &pb::ModelProto, dir: &Path, source: &str) -> Result<RawModel> {
+    Ok(from_model_proto_info(proto, dir, source)?.0)
+}
+
+/// ONNX element types that are read into another type (float16 and bfloat16 into float32,
+/// the small integers into int32): their name, or None for the types zerocost computes in.
+pub fn stored_type_name(code: i32) -> Option<&'static str> {
+    Some(match code {
+        2 => "uint8",
+        3 => "int8",
+        4 => "uint16",
+        5 => "int16",
+        10 => "float16",
+        12 => "uint32",
+        16 => "bfloat16",
+        _ => return None,
+    })
+}
+
+/// The type a stored type is computed in.
+fn computed_type(code: i32) -> Result<DType> {
+    match code {
+        10 | 16 => Ok(DType::F32),
+        2..=5 | 12 => Ok(DType::I32),
+        _ => DType::from_onnx(code),
+    }
+}
+
+/// IEEE half precision bits → f32.
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) & 1) as u32;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let mant = (h & 0x3ff) as u32;
+    let bits = if exp == 0 {
+        if mant == 0 {
+            sign << 31
+        } else {
+            // subnormal: value = mant * 2^-24
+            let v = mant as f32 * (1.0 / 16_777_216.0);
+            return if sign == 1 { -v } else { v };
+        }
+    } else if exp == 0x1f {
+        (sign << 31) | (0xff << 23) | (mant << 13)
+    } else {
+        (sign << 31) | ((exp + 127 - 15) << 23) | (mant << 13)
+    };
+    f32::from_bits(bits)
+}
+
+/// bfloat16 bits → f32.
+pub fn bf16_to_f32(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+pub fn from_model_proto_info(proto: &pb::ModelProto, dir: &Path, source: &str) -> Result<(RawModel, ImportInfo)> {
+    let mut info = ImportInfo { producer: proto.producer_name.clone(), ..Default::default() };
     let gp = proto
         .graph
         .as_ref()
@@ -49,6 +124,9 @@ pub fn from_model_proto(proto: &pb::ModelProto, dir: &Path, source: &str) -> Res
     let mut g = Graph { name: gp.name.clone(), opset, source: source.to_string(), ..Graph::default() };
     for t in &gp.initializer {
         let tensor = tensor_from_proto(t, dir).with_context(|| format!("{source}: initializer '{}'", t.name))?;
+        if let Some(ty) = stored_type_name(t.data_type) {
+            info.stored.insert(t.name.clone(), ty);
+        }
         g.set_initializer(&t.name, tensor);
     }
     let mut decls = Vec::new();
@@ -57,10 +135,14 @@ pub fn from_model_proto(proto: &pb::ModelProto, dir: &Path, source: &str) -> Res
             continue; // old exporters list initializers as inputs too
         }
         let (dtype, dims, dim_names) = value_info_type(vi).with_context(|| format!("{source}: graph input '{}'", vi.name))?;
+        if is_half(vi) {
+            info.half_io.push(vi.name.clone());
+        }
         g.inputs.push(vi.name.clone());
         decls.push(InputDecl { name: vi.name.clone(), dtype, dims, dim_names });
     }
     g.outputs = gp.output.iter().map(|o| o.name.clone()).collect();
+    info.half_io.extend(gp.output.iter().filter(|o| is_half(o)).map(|o| o.name.clone()));
     for (i, np) in gp.node.iter().enumerate() {
         if !(np.domain.is_empty() || np.domain == "ai.onnx") {
             bail!("{source}: node '{}' ({}) is in domain '{}', only the standard ai.onnx operators are supported", np.name, np.op_type, np.domain);
@@ -71,18 +153,32 @@ pub fn from_model_proto(proto: &pb::ModelProto, dir: &Path, source: &str) -> Res
             if let Some(v) = attr_from_proto(a, dir).with_context(|| format!("{source}: node '{}' attribute '{}'", np.name, a.name))? {
                 node.attrs.insert(a.name.clone(), v);
             }
+            if np.op_type == "Constant" && a.name == "value" {
+                if let Some(ty) = a.t.as_ref().and_then(|t| stored_type_name(t.data_type)) {
+                    info.stored.insert(np.output.first().cloned().unwrap_or_default(), ty);
+                }
+            }
+        }
+        // a float16/bfloat16 network is computed in float32: its casts to half go to float32
+        if np.op_type == "Cast" && matches!(node.attrs.get("to"), Some(Attr::Int(10 | 16))) {
+            node.attrs.insert("to".into(), Attr::Int(1));
+            info.half_casts += 1;
         }
         g.nodes.push(node);
     }
     g.toposort()?;
-    Ok(RawModel { graph: g, input_decls: decls })
+    Ok((RawModel { graph: g, input_decls: decls }, info))
+}
+
+fn is_half(vi: &pb::ValueInfoProto) -> bool {
+    matches!(vi.r#type.as_ref().and_then(|t| t.value.as_ref()), Some(pb::type_proto::Value::TensorType(tt)) if matches!(tt.elem_type, 10 | 16))
 }
 
 fn value_info_type(vi: &pb::ValueInfoProto) -> Result<(DType, Vec<Option<usize>>, Vec<String>)> {
     let Some(pb::type_proto::Value::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         bail!("not a tensor");
     };
-    let dtype = DType::from_onnx(tt.elem_type)?;
+    let dtype = computed_type(tt.elem_type)?;
     let mut dims = Vec::new();
     let mut names = Vec::new();
     if let Some(shape) = &tt.shape {
@@ -123,6 +219,9 @@ fn attr_from_proto(a: &pb::AttributeProto, dir: &Path) -> Result<Option<Attr>> {
 
 /// Decodes a TensorProto, reading external data relative to `dir`.
 pub fn tensor_from_proto(t: &pb::TensorProto, dir: &Path) -> Result<Tensor> {
+    if stored_type_name(t.data_type).is_some() {
+        return narrow_tensor_from_proto(t, dir);
+    }
     let dtype = DType::from_onnx(t.data_type)?;
     let shape: Vec<usize> = t
         .dims
@@ -162,6 +261,55 @@ pub fn tensor_from_proto(t: &pb::TensorProto, dir: &Path) -> Result<Tensor> {
         },
     };
     Ok(tensor)
+}
+
+/// A float16/bfloat16 tensor read as float32, a small-integer one as int32 (exactly).
+fn narrow_tensor_from_proto(t: &pb::TensorProto, dir: &Path) -> Result<Tensor> {
+    let code = t.data_type;
+    let shape: Vec<usize> = t.dims.iter().map(|&d| usize::try_from(d).map_err(|_| anyhow!("negative dimension {d}"))).collect::<Result<_>>()?;
+    let n = usize::try_from(crate::memory::elements(&shape)).map_err(|_| anyhow!("shape {shape:?} has too many elements"))?;
+    let width = match code {
+        2 | 3 => 1,
+        4 | 5 | 10 | 16 => 2,
+        _ => 4,
+    };
+    let external = t.data_location == Some(pb::tensor_proto::DataLocation::External as i32);
+    let raw: Option<Vec<u8>> = if external {
+        Some(read_external(t, dir)?)
+    } else if !t.raw_data.is_empty() {
+        Some(t.raw_data.clone())
+    } else {
+        None
+    };
+    crate::memory::check(format!("tensor '{}' {shape:?} read as 32-bit", t.name), (n as u128).saturating_mul(4))?;
+    // the raw little-endian words, or the values ONNX keeps in int32_data (uint32: uint64_data)
+    let words: Vec<u32> = match raw {
+        Some(bytes) => {
+            if Some(bytes.len()) != n.checked_mul(width) {
+                bail!("tensor data holds the wrong number of elements for shape {shape:?}");
+            }
+            match width {
+                1 => bytes.iter().map(|&b| b as u32).collect(),
+                2 => bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32).collect(),
+                _ => bytes.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect(),
+            }
+        }
+        None if code == 12 => t.uint64_data.iter().map(|&x| x as u32).collect(),
+        None => t.int32_data.iter().map(|&x| x as u32).collect(),
+    };
+    if words.len() != n {
+        bail!("tensor data holds the wrong number of elements for shape {shape:?}");
+    }
+    let s = IxDyn(&shape);
+    Ok(match code {
+        10 => Tensor::F32(ArrayD::from_shape_vec(s, words.iter().map(|&w| f16_to_f32(w as u16)).collect())?),
+        16 => Tensor::F32(ArrayD::from_shape_vec(s, words.iter().map(|&w| bf16_to_f32(w as u16)).collect())?),
+        3 => Tensor::I32(ArrayD::from_shape_vec(s, words.iter().map(|&w| w as u8 as i8 as i32).collect())?),
+        5 => Tensor::I32(ArrayD::from_shape_vec(s, words.iter().map(|&w| w as u16 as i16 as i32).collect())?),
+        2 => Tensor::I32(ArrayD::from_shape_vec(s, words.iter().map(|&w| (w & 0xff) as i32).collect())?),
+        4 => Tensor::I32(ArrayD::from_shape_vec(s, words.iter().map(|&w| (w & 0xffff) as i32).collect())?),
+        _ => Tensor::I32(ArrayD::from_shape_vec(s, words.iter().map(|&w| i32::try_from(w).unwrap_or(i32::MAX)).collect())?),
+    })
 }
 
 fn read_external(t: &pb::TensorProto, dir: &Path) -> Result<Vec<u8>> {
