@@ -7,6 +7,7 @@
 use super::composite::BATCH_NORM_TRAIN;
 use super::builder::Builder;
 use super::fold::push_node;
+use super::lower::{self, normalize};
 use super::infer::axis;
 use super::ir::{Attr, DType, Graph, Node, Tensor, TypeInfo};
 use super::proto::RawModel;
@@ -86,7 +87,7 @@ pub fn parameter_inputs(op: &str) -> &'static [usize] {
     match op {
         "Conv" | "ConvTranspose" | "Gemm" => &[1, 2],
         "MatMul" | "PRelu" => &[1],
-        "BatchNormalization" | "InstanceNormalization" | "LayerNormalization" => &[1, 2],
+        "BatchNormalization" | "InstanceNormalization" | "LayerNormalization" | "GroupNormalization" => &[1, 2],
         _ => &[],
     }
 }
@@ -362,8 +363,15 @@ fn canon_node(g: &mut Graph, mut n: Node, src_opset: i64, shapes: &InputShapes, 
                 attr_to_input(g, &mut n, "axes", 3);
             }
         }
-        "Upsample" => {
+        "Upsample" | "Resize" if op == "Upsample" || src_opset < 11 => {
+            // Upsample (opset 7: `scales` attribute; 9: scales input) and Resize-10 (X,
+            // scales) are Resize-11+ with asymmetric coordinates and floor rounding
             n.op = "Resize".into();
+            if n.string("mode") == Some("bilinear") {
+                n.attrs.insert("mode".into(), Attr::Str("linear".into()));
+            }
+            n.attrs.insert("coordinate_transformation_mode".into(), Attr::Str("asymmetric".into()));
+            n.attrs.insert("nearest_mode".into(), Attr::Str("floor".into()));
             let scales = match n.attrs.remove("scales") {
                 Some(Attr::Floats(f)) => Some(f),
                 _ => None,
@@ -397,17 +405,29 @@ fn canon_node(g: &mut Graph, mut n: Node, src_opset: i64, shapes: &InputShapes, 
         _ => {}
     }
     let mut b = Builder::new(g, n.name.clone());
-    match op.as_str() {
+    let lowered = match n.op.as_str() {
         "BatchNormalization" => return expand_batch_norm(&mut b, &n, opts.bn, alias),
         "InstanceNormalization" => return expand_instance_norm(&mut b, &n, alias),
         "LayerNormalization" => return expand_layer_norm(&mut b, &n, alias),
-        "Gelu" => {
-            let y = expand_gelu(&mut b, &n)?;
-            alias.insert(n.outputs[0].clone(), y);
-            return Ok(());
+        "Gelu" => Some(expand_gelu(&mut b, &n)?),
+        "LRN" => Some(lower::lrn(&mut b, &n)?),
+        "GroupNormalization" => Some(lower::group_norm(&mut b, &n, src_opset >= 21)?),
+        "Mish" => Some(lower::mish(&mut b, &n)?),
+        "ThresholdedRelu" => Some(lower::thresholded_relu(&mut b, &n)?),
+        "DepthToSpace" | "SpaceToDepth" => Some(lower::depth_space(&mut b, &n)?),
+        "Resize" => match n.string("mode").unwrap_or("nearest") {
+            "nearest" => None,
+            "linear" | "cubic" => Some(lower::resize_interp(&mut b, &n)?),
+            other => bail!("Resize mode '{other}' is not supported (nearest, linear, cubic)"),
+        },
+        _ => None,
+    };
+    if let Some(y) = lowered {
+        if n.outputs.iter().skip(1).any(|o| !o.is_empty()) {
+            bail!("{}: only its first output is supported", n.describe());
         }
-        "Resize" => check_resize(&n)?,
-        _ => {}
+        alias.insert(n.outputs[0].clone(), y);
+        return Ok(());
     }
     rebatch(g, &mut n, shapes)?;
     if let (Some(b0), true) = (shapes.export_batch, matches!(n.op.as_str(), "Reshape" | "Expand" | "Tile" | "ConstantOfShape" | "Slice")) {
@@ -454,14 +474,6 @@ fn reduce_in_float64(g: &mut Graph, mut n: Node) -> Result<()> {
     Ok(())
 }
 
-fn check_resize(n: &Node) -> Result<()> {
-    let mode = n.string("mode").unwrap_or("nearest");
-    if mode != "nearest" {
-        bail!("Resize mode '{mode}' is not supported (only nearest)");
-    }
-    Ok(())
-}
-
 /// Per-channel vector `v` [C] reshaped to broadcast over axis 1 of a rank-`r` tensor.
 fn channel_vector(b: &mut Builder, v: &str, r: usize) -> Result<String> {
     let c = b.shape(v)?;
@@ -478,18 +490,6 @@ fn channel_vector(b: &mut Builder, v: &str, r: usize) -> Result<String> {
         return Ok(name);
     }
     b.reshape(v, &s)
-}
-
-/// Normalises `x` over `axes` with batch statistics: (x - mean) / sqrt(var + eps).
-fn normalize(b: &mut Builder, x: &str, axes: &[usize], eps: f32) -> Result<String> {
-    let mean = b.reduce_mean(x, axes, true)?;
-    let d = b.sub(x, &mean)?;
-    let sq = b.mul(&d, &d)?;
-    let var = b.reduce_mean(&sq, axes, true)?;
-    let e = b.scalar_like(x, eps as f64)?;
-    let ve = b.add(&var, &e)?;
-    let sd = b.op("Sqrt", &[&ve], vec![])?;
-    b.div(&d, &sd)
 }
 
 fn expand_batch_norm(b: &mut Builder, n: &Node, mode: BnMode, alias: &mut HashMap<String, String>) -> Result<()> {
