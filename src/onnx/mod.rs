@@ -10,8 +10,8 @@ pub mod infer;
 pub mod ir;
 pub mod layers;
 pub mod lower;
-
 pub mod model;
+pub mod ops;
 pub mod proto;
 pub mod weights;
 
