@@ -2,6 +2,7 @@
 //! parsers, and the output that is created only when there is something to write.
 
 pub mod inspect;
+pub mod ops;
 pub mod proxies;
 pub mod score;
 
