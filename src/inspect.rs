@@ -10,12 +10,6 @@ use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Ops that import rewrites away (so they need no rule of their own).
-pub const REWRITTEN_ON_IMPORT: &[&str] = &[
-    "Constant", "Identity", "Dropout", "BatchNormalization", "InstanceNormalization", "LayerNormalization", "Gelu",
-    "Upsample", "Shape", "Size",
-];
-
 /// A graph input or output at the inspected batch size.
 #[derive(Serialize)]
 pub struct TensorInfo {
@@ -140,13 +134,18 @@ pub fn render(i: &Inspection) -> String {
     s
 }
 
+/// A file op's status, from the ops table (`zerocost ops`) and the canonical graph.
 fn op_status(i: &Inspection, op: &str) -> &'static str {
-    if is_differentiable(op) || REWRITTEN_ON_IMPORT.contains(&op) {
+    let listed = crate::onnx::ops::lookup(op);
+    if listed.is_none() {
+        "NOT SUPPORTED (see `zerocost ops`)"
+    } else if listed.is_some_and(|o| o.differentiable()) {
         "differentiable"
     } else if i.non_differentiable.iter().any(|o| o == op) {
         "NO GRADIENT RULE"
     } else {
-        "folded on import"
+        // integer/boolean or piecewise-constant output, or folded away at import
+        "no gradient needed"
     }
 }
 

@@ -29,6 +29,9 @@ enum Command {
     Inspect(cli::inspect::InspectArgs),
     /// List the proxies: paper, which way they rank, the data they read, what they compute.
     Proxies(cli::proxies::ProxiesArgs),
+    /// List the ONNX ops zerocost accepts: opsets, and how each is differentiated (rule,
+    /// lowered at import, removed) or why it has no gradient.
+    Ops(cli::ops::OpsArgs),
     /// Score many models from a YAML job; resumable, JSON-lines results, shards.
     Batch {
         #[command(flatten)]
@@ -91,6 +94,7 @@ fn run(command: Command) -> Result<i32> {
         Command::Score(args) => cli::score::run(args),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Proxies(args) => cli::proxies::run(args),
+        Command::Ops(args) => cli::ops::run(args),
         Command::Batch { args, ort } => {
             ort.apply();
             zerocost::jobs::batch(args)
@@ -115,7 +119,7 @@ mod tests {
     fn the_command_line_is_consistent_and_every_argument_has_help() {
         Cli::command().debug_assert();
         let cli = Cli::command();
-        for name in ["score", "inspect", "proxies", "grad-graph", "completions", "batch"] {
+        for name in ["score", "inspect", "proxies", "ops", "grad-graph", "completions", "batch"] {
             let sub = cli.find_subcommand(name).unwrap();
             for arg in sub.get_arguments().filter(|a| !["help", "version"].contains(&a.get_id().as_str())) {
                 assert!(arg.get_help().is_some(), "{name} {} has no help", arg.get_id());

@@ -112,26 +112,26 @@ fn symbolic_input_dimensions_need_input_shape() {
     assert_eq!(v["batch"], 8);
 }
 
-/// A model with an op that has no gradient rule (CumSum): gradient proxies are null with
+/// A model with an op that has no gradient rule (Mod): gradient proxies are null with
 /// the op and node named; l2_norm, params and flops are still computed.
 #[test]
 fn an_op_without_gradient_rule_nulls_only_the_gradient_proxies() {
-    let mut g = Graph { opset: 17, source: "cumsum".into(), ..Graph::default() };
+    let mut g = Graph { opset: 17, source: "mod".into(), ..Graph::default() };
     g.inputs.push("input".into());
     g.types.insert("input".into(), TypeInfo::new(DType::F32, vec![2, 3, 8, 8]));
     let w = zerocost::autodiff::check::rand_tensor(&[4, 3, 3, 3], 1).cast(DType::F32);
     g.set_initializer("conv.weight", w);
-    g.set_initializer("axis", Tensor::scalar(DType::I64, 1.0));
+    g.set_initializer("divisor", Tensor::scalar(DType::F32, 3.0));
     let fc = zerocost::autodiff::check::rand_tensor(&[10, 4], 2).cast(DType::F32);
     g.set_initializer("fc.weight", fc);
     g.nodes.push(Node::new("conv", "Conv", vec!["input".into(), "conv.weight".into()], vec!["c".into()]).with_attr("pads", Attr::Ints(vec![1, 1, 1, 1])));
-    g.nodes.push(Node::new("the_cumsum", "CumSum", vec!["c".into(), "axis".into()], vec!["s".into()]));
+    g.nodes.push(Node::new("the_mod", "Mod", vec!["c".into(), "divisor".into()], vec!["s".into()]).with_attr("fmod", Attr::Int(1)));
     g.nodes.push(Node::new("gap", "GlobalAveragePool", vec!["s".into()], vec!["p".into()]));
     g.nodes.push(Node::new("flat", "Flatten", vec!["p".into()], vec!["f".into()]));
     g.nodes.push(Node::new("fc", "Gemm", vec!["f".into(), "fc.weight".into()], vec!["output".into()]).with_attr("transB", Attr::Int(1)));
     g.outputs.push("output".into());
     zerocost::onnx::fold::infer_and_fold(&mut g).unwrap();
-    let path = tmp("cumsum.onnx");
+    let path = tmp("mod.onnx");
     zerocost::onnx::proto::write_model(&g, &path).unwrap();
     let out = zerocost().args(["score", path.to_str().unwrap(), "--batch-size", "2", "--format", "json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -139,7 +139,7 @@ fn an_op_without_gradient_rule_nulls_only_the_gradient_proxies() {
     for p in ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "plain", "synflow"] {
         assert!(v["scores"][p].is_null(), "{p} should be null: {v}");
         let e = v["errors"][p].as_str().unwrap();
-        assert!(e.contains("CumSum") && e.contains("the_cumsum"), "{p}: {e}");
+        assert!(e.contains("Mod") && e.contains("the_mod"), "{p}: {e}");
     }
     for p in ["l2_norm", "params", "flops"] {
         assert!(v["scores"][p].as_f64().unwrap() > 0.0, "{p}: {v}");

@@ -89,6 +89,55 @@ pub fn single_op_graph(op: &str, args: &[Arg], attrs: Attrs, n_outputs: usize) -
     Ok((g, outputs))
 }
 
+/// The canonical float64 graph of one `op` node of a model at `opset` over `args`: what
+/// import makes of it (lowered ops become primitive ones). Returns the graph and its outputs.
+pub fn lowered_graph(op: &str, args: &[Arg], attrs: Attrs, n_outputs: usize, opset: i64) -> Result<(Graph, Vec<String>)> {
+    use crate::onnx::canon::{canonicalize, CanonOptions, InputShapes};
+    use crate::onnx::proto::{InputDecl, RawModel};
+    let mut src = Graph { opset, source: format!("check:{op}"), ..Graph::default() };
+    let mut decls = Vec::new();
+    let mut shapes = std::collections::HashMap::new();
+    let mut inputs = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        let name = format!("in{i}");
+        match a {
+            Arg::Var(t) => {
+                src.inputs.push(name.clone());
+                decls.push(InputDecl { name: name.clone(), dtype: t.dtype(), dims: t.shape().iter().map(|&d| Some(d)).collect(), dim_names: vec![] });
+                shapes.insert(name.clone(), t.shape().to_vec());
+                inputs.push(name);
+            }
+            Arg::Const(t) => {
+                src.set_initializer(&name, t.clone());
+                inputs.push(name);
+            }
+            Arg::Absent => inputs.push(String::new()),
+        }
+    }
+    let outputs: Vec<String> = (0..n_outputs).map(|k| format!("out{k}")).collect();
+    let mut node = Node::new("op", op, inputs, outputs.clone());
+    for (k, v) in attrs {
+        node.attrs.insert(k.to_string(), v);
+    }
+    src.nodes.push(node);
+    src.outputs = outputs;
+    let raw = RawModel { graph: src, input_decls: decls };
+    let shapes = InputShapes { shapes, export_batch: None, batch: 1 };
+    let g = canonicalize(&raw, &shapes, &CanonOptions { float64: true, ..Default::default() })?;
+    let outs = g.outputs.clone();
+    Ok((g, outs))
+}
+
+/// [`check_op`] for an op as import leaves it (`lowered_graph`): the ops it is lowered to,
+/// differentiated through their own rules.
+pub fn check_lowered(op: &str, args: &[Arg], attrs: Attrs, opset: i64, second_order: bool, tol: f64) -> Result<CheckReport> {
+    let (g, outs) = lowered_graph(op, args, attrs, 1, opset)?;
+    if g.nodes.iter().any(|n| n.op == op) {
+        bail!("{op} was not lowered at import");
+    }
+    check_graph(&g, &outs, &var_values(args), second_order, tol)
+}
+
 fn var_values(args: &[Arg]) -> Vec<(String, Tensor)> {
     args.iter()
         .enumerate()

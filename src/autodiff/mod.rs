@@ -63,7 +63,7 @@ pub fn append_gradients(g: &mut Graph, seeds: &[(String, String)], wrt: &[String
             continue;
         }
         let rule = rules::rule_for(&node.op).ok_or_else(|| {
-            anyhow!("{}: no gradient rule for op {} ({}); differentiable ops are listed by `zerocost inspect`", b.g.source, node.op, node.describe())
+            anyhow!("{}: no gradient rule for op {} ({}); `zerocost ops` lists how each op is handled", b.g.source, node.op, node.describe())
         })?;
         let gx = rule(&mut b, &node, &gy, &wants)
             .map_err(|e| anyhow!("{}: gradient of {} failed: {e:#}", b.g.source, node.describe()))?;

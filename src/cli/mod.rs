@@ -3,6 +3,7 @@
 
 pub mod grad_graph;
 pub mod inspect;
+pub mod ops;
 pub mod proxies;
 pub mod score;
 

@@ -7,6 +7,7 @@
 use super::composite::BATCH_NORM_TRAIN;
 use super::builder::Builder;
 use super::fold::push_node;
+use super::lower::{self, normalize};
 use super::infer::axis;
 use super::ir::{Attr, DType, Graph, Node, Tensor, TypeInfo};
 use super::proto::RawModel;
@@ -86,7 +87,7 @@ pub fn parameter_inputs(op: &str) -> &'static [usize] {
     match op {
         "Conv" | "ConvTranspose" | "Gemm" => &[1, 2],
         "MatMul" | "PRelu" => &[1],
-        "BatchNormalization" | "InstanceNormalization" | "LayerNormalization" => &[1, 2],
+        "BatchNormalization" | "InstanceNormalization" | "LayerNormalization" | "GroupNormalization" => &[1, 2],
         _ => &[],
     }
 }
@@ -350,8 +351,34 @@ fn canon_node(
     opts: &CanonOptions,
     alias: &mut HashMap<String, String>,
 ) -> Result<()> {
-    let op = n.op.clone();
     let x_dtype = n.input(0).and_then(|x| g.types.get(x)).map(|t| t.dtype).unwrap_or(DType::F32);
+    if upgrade_form(g, &mut n, src_opset, x_dtype, opts, alias)? || lower_node(g, &n, src_opset, opts, alias)? {
+        return Ok(());
+    }
+    rebatch(g, &mut n, shapes, at_export)?;
+    rebatch_concat_constants(g, &mut n, shapes)?;
+    if let (Some(b0), true) = (shapes.export_batch, matches!(n.op.as_str(), "Reshape" | "Expand" | "Tile" | "ConstantOfShape" | "Slice")) {
+        if b0 != shapes.batch {
+            if let Err(e) = super::infer::infer_node(g, &n) {
+                bail!(
+                    "{e:#}; the file was exported at batch {b0} and is scored at batch {}: a shape constant of {} holds a size that could not be attributed to the batch (export the model with a dynamic batch axis, or score it at batch {b0})",
+                    shapes.batch,
+                    n.describe()
+                );
+            }
+        }
+    }
+    if matches!(n.op.as_str(), "ReduceMean" | "ReduceSum") && x_dtype == DType::F32 && large_reduction(g, &n)? {
+        return reduce_in_float64(g, n);
+    }
+    push_node(g, n)
+}
+
+/// Reads the node forms of other opsets as opset 17 writes them: attributes moved to inputs
+/// and back, Upsample and Resize-10 as Resize, Softmax before opset 13, Constant and
+/// Identity/Dropout removed. True when the node is fully handled (an initializer or alias).
+fn upgrade_form(g: &mut Graph, n: &mut Node, src_opset: i64, x_dtype: DType, opts: &CanonOptions, alias: &mut HashMap<String, String>) -> Result<bool> {
+    let op = n.op.clone();
     match op.as_str() {
         "Constant" => {
             let t = match n.attrs.iter().next() {
@@ -366,7 +393,7 @@ fn canon_node(
             };
             let t = if opts.float64 && t.dtype() == DType::F32 { t.cast(DType::F64) } else { t };
             g.set_initializer(&n.outputs[0], t);
-            return Ok(());
+            return Ok(true);
         }
         "CastLike" => {
             // a Cast to the element type of the second input (the dynamo exporter writes
@@ -386,35 +413,35 @@ fn canon_node(
                 g.set_initializer(&n.outputs[1], Tensor::full(DType::Bool, &shape, 1.0));
             }
             alias.insert(n.outputs[0].clone(), n.inputs[0].clone());
-            return Ok(());
+            return Ok(true);
         }
-        "ReduceSum" => attr_to_input(g, &mut n, "axes", 1),
+        "ReduceSum" => attr_to_input(g, n, "axes", 1),
         "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL2" | "ReduceL1" | "ReduceSumSquare"
         | "ReduceLogSumExp" => {
             // opset 18 moved axes to an input (and added noop_with_empty_axes); opset 17
             // keeps them as an attribute
             let axes = match n.input(1) {
-                Some(_) => super::infer::const_ints(g, &n, 1)?.unwrap_or_default(),
+                Some(_) => super::infer::const_ints(g, n, 1)?.unwrap_or_default(),
                 None => n.ints("axes").unwrap_or_default(),
             };
             let noop = n.attrs.remove("noop_with_empty_axes").is_some_and(|a| a == Attr::Int(1));
             n.inputs.truncate(1);
             if axes.is_empty() && noop {
                 alias.insert(n.outputs[0].clone(), n.inputs[0].clone());
-                return Ok(());
+                return Ok(true);
             }
             if !axes.is_empty() {
                 n.attrs.insert("axes".into(), Attr::Ints(axes));
             }
         }
-        "Squeeze" | "Unsqueeze" => attr_to_input(g, &mut n, "axes", 1),
+        "Squeeze" | "Unsqueeze" => attr_to_input(g, n, "axes", 1),
         "Split" => {
-            attr_to_input(g, &mut n, "split", 1);
+            attr_to_input(g, n, "split", 1);
             if n.attrs.remove("num_outputs").is_some() || n.input(1).is_none() {
                 let x = n.input(0).unwrap();
                 let shape = g.shape(x)?.to_vec();
                 let a = axis(n.int("axis", 0), shape.len())?;
-                let sizes = super::infer::split_sizes(g, &n, shape[a])?;
+                let sizes = super::infer::split_sizes(g, n, shape[a])?;
                 let name = g.fresh(&format!("{}/split", n.name));
                 g.set_initializer(&name, Tensor::from_i64(&sizes.iter().map(|&v| v as i64).collect::<Vec<_>>()));
                 n.inputs.truncate(1);
@@ -422,67 +449,18 @@ fn canon_node(
             }
         }
         "Clip" => {
-            float_attr_to_input(g, &mut n, "min", 1, x_dtype);
-            float_attr_to_input(g, &mut n, "max", 2, x_dtype);
+            float_attr_to_input(g, n, "min", 1, x_dtype);
+            float_attr_to_input(g, n, "max", 2, x_dtype);
         }
-        "Pad" => {
-            if let Some(p) = n.ints("pads") {
-                n.attrs.remove("pads");
-                let name = g.fresh(&format!("{}/pads", n.name));
-                g.set_initializer(&name, Tensor::from_i64(&p));
-                let value = n.float("value", 0.0);
-                n.attrs.remove("value");
-                let v = g.fresh(&format!("{}/value", n.name));
-                g.set_initializer(&v, Tensor::scalar(x_dtype, value as f64));
-                n.inputs = vec![n.inputs[0].clone(), name, v];
-            }
-            if n.input(3).is_some() {
-                // opset 18 axes input: expand pads to every axis
-                let x = n.input(0).unwrap();
-                let r = g.shape(x)?.len();
-                let axes: Vec<usize> = super::infer::const_ints(g, &n, 3)?
-                    .unwrap()
-                    .iter()
-                    .map(|&a| axis(a, r))
-                    .collect::<Result<_>>()?;
-                let p = super::infer::const_ints(g, &n, 1)?.unwrap();
-                let mut full = vec![0i64; 2 * r];
-                for (k, &a) in axes.iter().enumerate() {
-                    full[a] = p[k];
-                    full[a + r] = p[k + axes.len()];
-                }
-                let name = g.fresh(&format!("{}/pads", n.name));
-                g.set_initializer(&name, Tensor::from_i64(&full));
-                n.inputs[1] = name;
-                n.inputs.truncate(3);
-            }
-            if n.string("mode").unwrap_or("constant") != "constant" {
-                bail!("only constant-mode Pad is supported");
-            }
-        }
+        "Pad" => upgrade_pad(g, n, x_dtype)?,
         "Slice" => {
             if n.ints("starts").is_some() {
-                attr_to_input(g, &mut n, "starts", 1);
-                attr_to_input(g, &mut n, "ends", 2);
-                attr_to_input(g, &mut n, "axes", 3);
+                attr_to_input(g, n, "starts", 1);
+                attr_to_input(g, n, "ends", 2);
+                attr_to_input(g, n, "axes", 3);
             }
         }
-        "Upsample" => {
-            n.op = "Resize".into();
-            let scales = match n.attrs.remove("scales") {
-                Some(Attr::Floats(f)) => Some(f),
-                _ => None,
-            };
-            let scales_name = match scales {
-                Some(f) => {
-                    let name = g.fresh(&format!("{}/scales", n.name));
-                    g.set_initializer(&name, Tensor::from_f64(DType::F32, &[f.len()], f.iter().map(|&v| v as f64).collect()));
-                    name
-                }
-                None => n.inputs.get(1).cloned().unwrap_or_default(),
-            };
-            n.inputs = vec![n.inputs[0].clone(), String::new(), scales_name];
-        }
+        "Upsample" | "Resize" if op == "Upsample" || src_opset < 11 => upgrade_upsample(g, n)?,
         "Softmax" | "LogSoftmax" | "Hardmax" if src_opset < 13 => {
             // before opset 13 the op works on the input coerced to 2-D at `axis` (default 1)
             let x = n.input(0).unwrap().to_string();
@@ -496,41 +474,105 @@ fn canon_node(
                 let y = b.op(&op, &[&flat], vec![("axis", Attr::Int(-1))])?;
                 let y = b.reshape(&y, &shape)?;
                 alias.insert(n.outputs[0].clone(), y);
-                return Ok(());
+                return Ok(true);
             }
         }
         _ => {}
     }
+    Ok(false)
+}
+
+/// Pad with `pads`/`value` attributes (before opset 11) or an `axes` input (opset 18) as opset 17's.
+fn upgrade_pad(g: &mut Graph, n: &mut Node, x_dtype: DType) -> Result<()> {
+    if let Some(p) = n.ints("pads") {
+        n.attrs.remove("pads");
+        let name = g.fresh(&format!("{}/pads", n.name));
+        g.set_initializer(&name, Tensor::from_i64(&p));
+        let value = n.float("value", 0.0);
+        n.attrs.remove("value");
+        let v = g.fresh(&format!("{}/value", n.name));
+        g.set_initializer(&v, Tensor::scalar(x_dtype, value as f64));
+        n.inputs = vec![n.inputs[0].clone(), name, v];
+    }
+    if n.input(3).is_some() {
+        // opset 18 axes input: expand pads to every axis
+        let x = n.input(0).unwrap();
+        let r = g.shape(x)?.len();
+        let axes: Vec<usize> = super::infer::const_ints(g, n, 3)?
+            .unwrap()
+            .iter()
+            .map(|&a| axis(a, r))
+            .collect::<Result<_>>()?;
+        let p = super::infer::const_ints(g, n, 1)?.unwrap();
+        let mut full = vec![0i64; 2 * r];
+        for (k, &a) in axes.iter().enumerate() {
+            full[a] = p[k];
+            full[a + r] = p[k + axes.len()];
+        }
+        let name = g.fresh(&format!("{}/pads", n.name));
+        g.set_initializer(&name, Tensor::from_i64(&full));
+        n.inputs[1] = name;
+        n.inputs.truncate(3);
+    }
+    if n.string("mode").unwrap_or("constant") != "constant" {
+        bail!("only constant-mode Pad is supported");
+    }
+    Ok(())
+}
+
+/// Upsample (opset 7: `scales` attribute; 9: scales input) and Resize-10 (X, scales) are
+/// Resize-11+ with asymmetric coordinates and floor rounding.
+fn upgrade_upsample(g: &mut Graph, n: &mut Node) -> Result<()> {
+    n.op = "Resize".into();
+    if n.string("mode") == Some("bilinear") {
+        n.attrs.insert("mode".into(), Attr::Str("linear".into()));
+    }
+    n.attrs.insert("coordinate_transformation_mode".into(), Attr::Str("asymmetric".into()));
+    n.attrs.insert("nearest_mode".into(), Attr::Str("floor".into()));
+    let scales = match n.attrs.remove("scales") {
+        Some(Attr::Floats(f)) => Some(f),
+        _ => None,
+    };
+    let scales_name = match scales {
+        Some(f) => {
+            let name = g.fresh(&format!("{}/scales", n.name));
+            g.set_initializer(&name, Tensor::from_f64(DType::F32, &[f.len()], f.iter().map(|&v| v as f64).collect()));
+            name
+        }
+        None => n.inputs.get(1).cloned().unwrap_or_default(),
+    };
+    n.inputs = vec![n.inputs[0].clone(), String::new(), scales_name];
+    Ok(())
+}
+
+/// Expands or lowers `n` into primitive ops that have rules (`lower.rs`); true when it did.
+fn lower_node(g: &mut Graph, n: &Node, src_opset: i64, opts: &CanonOptions, alias: &mut HashMap<String, String>) -> Result<bool> {
     let mut b = Builder::new(g, n.name.clone());
-    match op.as_str() {
-        "BatchNormalization" => return expand_batch_norm(&mut b, &n, opts.bn, alias),
-        "InstanceNormalization" => return expand_instance_norm(&mut b, &n, alias),
-        "LayerNormalization" => return expand_layer_norm(&mut b, &n, alias),
-        "Gelu" => {
-            let y = expand_gelu(&mut b, &n)?;
-            alias.insert(n.outputs[0].clone(), y);
-            return Ok(());
+    let lowered = match n.op.as_str() {
+        "BatchNormalization" => return expand_batch_norm(&mut b, n, opts.bn, alias).map(|_| true),
+        "InstanceNormalization" => return expand_instance_norm(&mut b, n, alias).map(|_| true),
+        "LayerNormalization" => return expand_layer_norm(&mut b, n, alias).map(|_| true),
+        "Gelu" => Some(expand_gelu(&mut b, n)?),
+        "LRN" => Some(lower::lrn(&mut b, n)?),
+        "GroupNormalization" => Some(lower::group_norm(&mut b, n, src_opset >= 21)?),
+        "Mish" => Some(lower::mish(&mut b, n)?),
+        "ThresholdedRelu" => Some(lower::thresholded_relu(&mut b, n)?),
+        "DepthToSpace" | "SpaceToDepth" => Some(lower::depth_space(&mut b, n)?),
+        "Resize" => match n.string("mode").unwrap_or("nearest") {
+            "nearest" => None,
+            "linear" | "cubic" => Some(lower::resize_interp(&mut b, n)?),
+            other => bail!("Resize mode '{other}' is not supported (nearest, linear, cubic)"),
+        },
+        _ => None,
+    };
+    if let Some(y) = lowered {
+        if n.outputs.iter().skip(1).any(|o| !o.is_empty()) {
+            bail!("{}: only its first output is supported", n.describe());
         }
-        "Resize" => check_resize(&n)?,
-        _ => {}
+        alias.insert(n.outputs[0].clone(), y);
+        return Ok(true);
     }
-    rebatch(g, &mut n, shapes, at_export)?;
-    rebatch_concat_constants(g, &mut n, shapes)?;
-    if let (Some(b0), true) = (shapes.export_batch, matches!(n.op.as_str(), "Reshape" | "Expand" | "Tile" | "ConstantOfShape" | "Slice")) {
-        if b0 != shapes.batch {
-            if let Err(e) = super::infer::infer_node(g, &n) {
-                bail!(
-                    "{e:#}; the file was exported at batch {b0} and is scored at batch {}: a shape constant of {} holds a size that could not be attributed to the batch (export the model with a dynamic batch axis, or score it at batch {b0})",
-                    shapes.batch,
-                    n.describe()
-                );
-            }
-        }
-    }
-    if matches!(n.op.as_str(), "ReduceMean" | "ReduceSum") && x_dtype == DType::F32 && large_reduction(g, &n)? {
-        return reduce_in_float64(g, n);
-    }
-    push_node(g, n)
+    Ok(false)
 }
 
 /// Reductions over more values than this are accumulated in float64 in float32 graphs.
@@ -560,14 +602,6 @@ fn reduce_in_float64(g: &mut Graph, mut n: Node) -> Result<()> {
     Ok(())
 }
 
-fn check_resize(n: &Node) -> Result<()> {
-    let mode = n.string("mode").unwrap_or("nearest");
-    if mode != "nearest" {
-        bail!("Resize mode '{mode}' is not supported (only nearest)");
-    }
-    Ok(())
-}
-
 /// Per-channel vector `v` [C] reshaped to broadcast over axis 1 of a rank-`r` tensor.
 fn channel_vector(b: &mut Builder, v: &str, r: usize) -> Result<String> {
     let c = b.shape(v)?;
@@ -584,18 +618,6 @@ fn channel_vector(b: &mut Builder, v: &str, r: usize) -> Result<String> {
         return Ok(name);
     }
     b.reshape(v, &s)
-}
-
-/// Normalises `x` over `axes` with batch statistics: (x - mean) / sqrt(var + eps).
-fn normalize(b: &mut Builder, x: &str, axes: &[usize], eps: f32) -> Result<String> {
-    let mean = b.reduce_mean(x, axes, true)?;
-    let d = b.sub(x, &mean)?;
-    let sq = b.mul(&d, &d)?;
-    let var = b.reduce_mean(&sq, axes, true)?;
-    let e = b.scalar_like(x, eps as f64)?;
-    let ve = b.add(&var, &e)?;
-    let sd = b.op("Sqrt", &[&ve], vec![])?;
-    b.div(&d, &sd)
 }
 
 fn expand_batch_norm(b: &mut Builder, n: &Node, mode: BnMode, alias: &mut HashMap<String, String>) -> Result<()> {

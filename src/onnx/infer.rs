@@ -213,7 +213,21 @@ fn infer_inner(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
         "Relu" | "LeakyRelu" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Exp" | "Log" | "Sqrt"
         | "Reciprocal" | "Abs" | "Neg" | "Erf" | "Softmax" | "LogSoftmax" | "Identity" | "Clip" | "Floor"
         | "Ceil" | "Sign" | "Selu" | "Elu" | "Softplus" | "Softsign" | "Round" | "Sin" | "Cos" | "Celu" | "Mish"
-        | "Gelu" | "CumSum" | "Not" => same(x()?),
+        | "Gelu" | "CumSum" | "Not" | "LRN" | "ThresholdedRelu" | "GroupNormalization" => same(x()?),
+        "DepthToSpace" | "SpaceToDepth" => {
+            let xi = x()?;
+            let k = n.int("blocksize", 0).max(1) as usize;
+            if xi.rank() != 4 {
+                bail!("{op} wants a rank-4 input, got {:?}", xi.shape);
+            }
+            let s = &xi.shape;
+            let out = if op == "DepthToSpace" {
+                vec![s[0], s[1] / (k * k), s[2] * k, s[3] * k]
+            } else {
+                vec![s[0], s[1] * k * k, s[2] / k, s[3] / k]
+            };
+            vec![TypeInfo::new(xi.dtype, out)]
+        }
         "Dropout" => {
             let t = x()?.clone();
             let mut v = vec![t.clone()];
@@ -571,17 +585,16 @@ fn infer_inner(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
             vec![TypeInfo::new(dtype, shape.iter().map(|&v| v as usize).collect())]
         }
         "Range" => {
-            let (s, l, d) = (
-                const_floats(g, n, 0)?.unwrap()[0],
-                const_floats(g, n, 1)?.unwrap()[0],
-                const_floats(g, n, 2)?.unwrap()[0],
-            );
+            let scalar = |i: usize| -> Result<f64> {
+                const_floats(g, n, i)?.and_then(|v| v.first().copied()).ok_or_else(|| anyhow!("Range without input #{i}"))
+            };
+            let (s, l, d) = (scalar(0)?, scalar(1)?, scalar(2)?);
             let len = ((l - s) / d).ceil().max(0.0) as usize;
             vec![TypeInfo::new(x()?.dtype, vec![len])]
         }
         "OneHot" => {
             let ii = x()?;
-            let depth = const_ints(g, n, 1)?.unwrap()[0] as usize;
+            let depth = const_ints(g, n, 1)?.and_then(|v| v.first().copied()).ok_or_else(|| anyhow!("OneHot without depth"))?.max(0) as usize;
             let r = ii.rank() + 1;
             let a = axis(n.int("axis", -1), r)?;
             let mut s = ii.shape.clone();
@@ -589,7 +602,7 @@ fn infer_inner(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
             vec![TypeInfo::new(input(g, n, 2)?.dtype, s)]
         }
         "Constant" => bail!("Constant nodes are turned into initializers on import"),
-        _ => bail!("operator {op} is not supported"),
+        _ => bail!("operator {op} is not supported (`zerocost ops` lists the supported ones)"),
     })
 }
 

@@ -271,4 +271,40 @@ mod tests {
         einsum("iij->ji", &[&[3, 3, 2]]);
         einsum("iji->j", &[&[2, 3, 2]]);
     }
+
+    /// A vision-transformer attention block as exporters write it: qkv = x·W, Split into
+    /// q, k, v, heads by Reshape + Transpose, softmax(q·kᵀ/√d) over the last axis, a batched
+    /// MatMul of two activations, Gather of one head added back: first and second order.
+    #[test]
+    fn attention_heads_split_gather_softmax() {
+        use crate::autodiff::check::check_graph;
+        use crate::onnx::builder::Builder;
+        use crate::onnx::ir::{Graph, Tensor, TypeInfo};
+        let (x, w) = (rand_tensor(&[2, 4, 6], 1), rand_tensor(&[6, 18], 2));
+        let mut g = Graph { opset: crate::onnx::canon::TARGET_OPSET, source: "attention".into(), ..Graph::default() };
+        for (name, t) in [("x", &x), ("w", &w)] {
+            g.inputs.push(name.into());
+            g.types.insert(name.into(), TypeInfo::new(t.dtype(), t.shape().to_vec()));
+        }
+        let mut b = Builder::new(&mut g, "attn");
+        let qkv = b.op("MatMul", &["x", "w"], vec![]).unwrap();
+        let split = b.ints(&[6, 6, 6]);
+        let parts = b.node("Split", &[&qkv, &split], vec![("axis", Attr::Int(-1))], 3).unwrap();
+        let heads = |b: &mut Builder, t: &str, perm: &[usize]| {
+            let r = b.reshape(t, &[2, 4, 2, 3]).unwrap();
+            b.transpose(&r, perm).unwrap()
+        };
+        let q = heads(&mut b, &parts[0], &[0, 2, 1, 3]);
+        let k = heads(&mut b, &parts[1], &[0, 2, 3, 1]);
+        let v = heads(&mut b, &parts[2], &[0, 2, 1, 3]);
+        let s = b.op("MatMul", &[&q, &k], vec![]).unwrap();
+        let s = b.mul_scalar(&s, 1.0 / 3f64.sqrt()).unwrap();
+        let a = b.op("Softmax", &[&s], vec![("axis", Attr::Int(-1))]).unwrap();
+        let o = b.op("MatMul", &[&a, &v], vec![]).unwrap();
+        let one = b.constant(Tensor::from_i64(&[1]));
+        let h1 = b.op("Gather", &[&o, &one], vec![("axis", Attr::Int(1))]).unwrap();
+        let y = b.add(&o, &h1).unwrap();
+        g.outputs = vec![y.clone()];
+        check_graph(&g, &[y], &[("x".into(), x), ("w".into(), w)], true, 1e-6).unwrap();
+    }
 }

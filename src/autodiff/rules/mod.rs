@@ -31,19 +31,31 @@ fn no_gradient(_: &mut Builder, n: &Node, _: &[Option<String>], _: &[bool]) -> R
     Ok(vec![None; n.inputs.len()])
 }
 
+type Family = (&'static str, fn(&str) -> Option<Rule>);
+
+/// The rule tables of the families, one file each.
+const FAMILIES: &[Family] = &[
+    ("elementwise", elementwise::rule),
+    ("activation", activation::rule),
+    ("reduce", reduce::rule),
+    ("shape", shape::rule),
+    ("linalg", linalg::rule),
+    ("conv", conv::rule),
+    ("pool", pool::rule),
+    ("norm", norm::rule),
+];
+
 /// The rule of `op`, if it has one.
 pub fn rule_for(op: &str) -> Option<Rule> {
     if NON_DIFFERENTIABLE.contains(&op) {
         return Some(no_gradient);
     }
-    elementwise::rule(op)
-        .or_else(|| activation::rule(op))
-        .or_else(|| reduce::rule(op))
-        .or_else(|| shape::rule(op))
-        .or_else(|| linalg::rule(op))
-        .or_else(|| conv::rule(op))
-        .or_else(|| pool::rule(op))
-        .or_else(|| norm::rule(op))
+    FAMILIES.iter().find_map(|(_, rule)| rule(op))
+}
+
+/// The family (file in `rules/`) whose table holds the rule of `op`.
+pub fn family_of(op: &str) -> Option<&'static str> {
+    FAMILIES.iter().find(|(_, rule)| rule(op).is_some()).map(|(name, _)| *name)
 }
 
 pub fn is_differentiable(op: &str) -> bool {

@@ -6,7 +6,7 @@
 use super::{gy0, Rule};
 use crate::onnx::builder::Builder;
 use crate::onnx::infer::reduce_axes;
-use crate::onnx::ir::Node;
+use crate::onnx::ir::{Attr, Node};
 use anyhow::Result;
 
 type Grads = Result<Vec<Option<String>>>;
@@ -20,6 +20,7 @@ pub fn rule(op: &str) -> Option<Rule> {
         "ReduceL1" => reduce_l1,
         "ReduceL2" => reduce_l2,
         "ReduceLogSumExp" => reduce_log_sum_exp,
+        "CumSum" => cumsum,
         _ => return None,
     })
 }
@@ -117,10 +118,20 @@ fn reduce_log_sum_exp(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: 
     Ok(data_only(n, b.mul(&g, &p)?))
 }
 
+/// CumSum along `axis`: each input feeds the outputs after it (or, reversed, before it),
+/// so dx is the cumulative sum of gy in the other direction, with `exclusive` kept.
+fn cumsum(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> Grads {
+    let g = gy0(gy)?;
+    let reverse = n.int("reverse", 0) == 1;
+    let attrs = vec![("exclusive", Attr::Int(n.int("exclusive", 0))), ("reverse", Attr::Int(!reverse as i64))];
+    let dx = b.op("CumSum", &[g, &n.inputs[1]], attrs)?;
+    Ok(vec![Some(dx), None])
+}
+
 #[cfg(test)]
 mod tests {
     use crate::autodiff::check::{check_op, rand_away_from_zero, rand_distinct, rand_tensor, Arg};
-    use crate::onnx::ir::{Attr, Tensor};
+    use crate::onnx::ir::{Attr, DType, Tensor};
 
     const TOL: f64 = 1e-6;
 
@@ -195,5 +206,15 @@ mod tests {
     fn reduce_log_sum_exp() {
         let args = [Arg::Var(rand_tensor(&[2, 3, 4], 1))];
         check_op("ReduceLogSumExp", &args, vec![axes_attr(&[0, 1]), keep(1)], 1, true, TOL).unwrap();
+    }
+
+    #[test]
+    fn cumsum_exclusive_reverse_negative_axis() {
+        let x = rand_tensor(&[2, 3, 4], 1);
+        for (ax, excl, rev) in [(1, 0, 0), (-1, 1, 0), (0, 0, 1), (-2, 1, 1), (2, 1, 1)] {
+            let args = [Arg::Var(x.clone()), Arg::Const(Tensor::scalar(DType::I64, ax as f64))];
+            let attrs = vec![("exclusive", Attr::Int(excl)), ("reverse", Attr::Int(rev))];
+            check_op("CumSum", &args, attrs, 1, true, TOL).unwrap();
+        }
     }
 }
