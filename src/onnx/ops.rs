@@ -154,6 +154,9 @@ pub const OPS: &[OpInfo] = &[
         note: "scales as attribute (7) or input (9)",
     },
     lowered("CastLike", 15, "Cast", ""),
+    // sequences from a split (sequence.rs), before shape inference sees them
+    lowered("SplitToSequence", 11, "nothing itself: each SequenceAt of it becomes a Slice", "only read by SequenceAt at constant positions"),
+    lowered("SequenceAt", 11, "Slice of the split input (and Squeeze where keepdims=0)", "of a SplitToSequence; other sequence ops are refused"),
     // removed at import
     OpInfo { name: "Constant", since: 1, until: L, handling: Handling::Removed("an initializer"), note: "" },
     OpInfo { name: "Identity", since: 1, until: L, handling: Handling::Removed("its input"), note: "" },
@@ -275,7 +278,11 @@ mod tests {
         include_str!("../autodiff/rules/reduce.rs"),
         include_str!("../autodiff/rules/shape.rs"),
         include_str!("lower.rs"),
+        include_str!("sequence.rs"),
     ];
+
+    /// Ops lowered by `sequence.rs` before shape inference sees the node.
+    const SEQUENCE_OPS: &[&str] = &["SplitToSequence", "SequenceAt"];
 
     #[test]
     fn names_are_unique() {
@@ -308,6 +315,10 @@ mod tests {
     fn every_lowered_op_is_lowered_in_canon() {
         let canon = include_str!("canon.rs");
         for o in OPS.iter().filter(|o| matches!(o.handling, Handling::Lowered(_) | Handling::Removed(_))) {
+            if SEQUENCE_OPS.contains(&o.name) {
+                assert!(include_str!("sequence.rs").contains(&format!("\"{}\" =>", o.name)), "{} is not lowered in sequence.rs", o.name);
+                continue;
+            }
             let arm = format!("\"{}\" =>", o.name);
             let alt = format!("| \"{}\"", o.name);
             let first = format!("\"{}\" |", o.name);
@@ -319,7 +330,7 @@ mod tests {
     fn every_listed_op_is_known_to_shape_inference() {
         let mut g = Graph::default();
         g.types.insert("x".into(), TypeInfo::new(DType::F32, vec![2, 4, 4, 4]));
-        for o in OPS {
+        for o in OPS.iter().filter(|o| !SEQUENCE_OPS.contains(&o.name)) {
             let n = Node::new("n", o.name, vec!["x".into()], vec!["y".into()]);
             if let Err(e) = infer_node(&g, &n) {
                 let e = format!("{e:#}");

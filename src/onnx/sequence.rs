@@ -104,3 +104,66 @@ impl Sequences {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::autodiff::check::{check_graph, rand_tensor};
+    use crate::onnx::canon::{canonicalize, CanonOptions, InputShapes};
+    use crate::onnx::ir::{Attr, DType, Graph, Node, Tensor};
+    use crate::onnx::proto::{InputDecl, RawModel};
+
+    /// x [2, 5, 3] split along axis 1 three ways (sizes [1, 3, 1]; scalar 2, the last piece
+    /// shorter; no split with keepdims 0, each piece losing the axis), pieces picked by
+    /// positive and negative positions and recombined: the graph import leaves (Slice,
+    /// Squeeze) against finite differences, first and second order ("SplitToSequence" and
+    /// "SequenceAt" checked here).
+    #[test]
+    fn split_pieces_have_exact_gradients() {
+        let x = rand_tensor(&[2, 5, 3], 7);
+        let mut g = Graph { opset: 17, source: "check:SplitToSequence".into(), ..Graph::default() };
+        g.inputs.push("x".into());
+        g.set_initializer("sizes", Tensor::from_i64(&[1, 3, 1]));
+        g.set_initializer("two", Tensor::scalar(DType::I64, 2.0));
+        for (k, v) in [("p0", 0.0), ("p1", 1.0), ("m1", -1.0), ("p2", 2.0)] {
+            g.set_initializer(k, Tensor::scalar(DType::I64, v));
+        }
+        let mut node = |op: &str, ins: &[&str], out: &str, attrs: &[(&str, i64)]| {
+            let mut n = Node::new(out, op, ins.iter().map(|s| s.to_string()).collect(), vec![out.to_string()]);
+            for (k, v) in attrs {
+                n.attrs.insert(k.to_string(), Attr::Int(*v));
+            }
+            g.nodes.push(n);
+        };
+        node("SplitToSequence", &["x", "sizes"], "s", &[("axis", 1)]);
+        node("SequenceAt", &["s", "p1"], "a", &[]); // [2, 3, 3]
+        node("SequenceAt", &["s", "m1"], "b", &[]); // [2, 1, 3]
+        node("SplitToSequence", &["x", "two"], "t", &[("axis", -2)]);
+        node("SequenceAt", &["t", "m1"], "c", &[]); // the short last piece [2, 1, 3]
+        node("SequenceAt", &["t", "p0"], "d", &[]); // [2, 2, 3]
+        node("SplitToSequence", &["x"], "u", &[("axis", 2), ("keepdims", 0)]);
+        node("SequenceAt", &["u", "p2"], "e", &[]); // [2, 5]
+        node("Mul", &["b", "c"], "bc", &[]);
+        node("Mul", &["a", "a"], "aa", &[]);
+        node("Mul", &["d", "d"], "dd", &[]);
+        g.outputs = vec!["aa".into(), "bc".into(), "dd".into(), "e".into()];
+        let decl = InputDecl { name: "x".into(), dtype: DType::F64, dims: vec![Some(2), Some(5), Some(3)], dim_names: vec![] };
+        let raw = RawModel { graph: g, input_decls: vec![decl] };
+        let shapes = InputShapes { shapes: [("x".to_string(), vec![2, 5, 3])].into(), export_batch: None, batch: 2 };
+        let c = canonicalize(&raw, &shapes, &CanonOptions { float64: true, ..Default::default() }).unwrap();
+        assert!(!c.nodes.iter().any(|n| n.op.contains("Sequence")), "sequence ops left after import");
+        assert_eq!(c.shape(&c.outputs[3]).unwrap(), [2, 5]);
+        let outs = c.outputs.clone();
+        let r = check_graph(&c, &outs, &[("x".into(), x)], true, 1e-6).unwrap();
+        assert!(r.max_rel_err < 1e-6, "{r:?}");
+    }
+
+    /// Sequence ops other than a split read at constant positions are refused by name.
+    #[test]
+    fn other_sequence_ops_are_refused() {
+        let mut seqs = super::Sequences::default();
+        let mut g = Graph::default();
+        let n = Node::new("n", "ConcatFromSequence", vec!["s".into()], vec!["y".into()]);
+        let e = format!("{:#}", seqs.lower(&mut g, n).unwrap_err());
+        assert!(e.contains("ConcatFromSequence is not supported"), "{e}");
+    }
+}
