@@ -297,18 +297,66 @@ pub struct Graph {
 }
 
 impl Graph {
-    /// The bytes of every tensor of the graph at its inferred shapes (an upper bound of what
-    /// an engine holds at once), and the largest tensor's name and type.
+    /// The most bytes an engine holds at once when it runs the nodes in order and frees
+    /// each tensor after its last use (tract and ONNX Runtime both do): weights and inputs
+    /// throughout, every intermediate from its node to its last reader, plus a
+    /// convolution's unfolded input (im2col) while it runs. An estimate at the inferred
+    /// shapes, not a bound (an engine may order nodes or reuse buffers otherwise); with the
+    /// largest tensor's name and type.
     pub fn tensor_bytes(&self) -> (u128, Option<(&str, &TypeInfo)>) {
-        let mut total = 0u128;
         let mut largest: Option<(&str, &TypeInfo)> = None;
         for (name, info) in &self.types {
-            total = total.saturating_add(info.bytes());
             if largest.is_none_or(|(_, l)| info.bytes() > l.bytes()) {
                 largest = Some((name.as_str(), info));
             }
         }
-        (total, largest)
+        (self.peak_bytes(), largest)
+    }
+
+    fn peak_bytes(&self) -> u128 {
+        let bytes = |t: &str| self.types.get(t).map_or(0, TypeInfo::bytes);
+        let mut last_use: HashMap<&str, usize> = HashMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for x in n.inputs.iter().filter(|x| !x.is_empty()) {
+                last_use.insert(x.as_str(), i);
+            }
+        }
+        let kept: std::collections::HashSet<&str> = self.outputs.iter().map(String::as_str).collect();
+        let mut live: u128 = self.initializers.keys().chain(&self.inputs).map(|t| bytes(t)).fold(0, u128::saturating_add);
+        let mut peak = live;
+        let mut allocated: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for o in n.outputs.iter().filter(|o| !o.is_empty()) {
+                if allocated.insert(o.as_str()) {
+                    live = live.saturating_add(bytes(o));
+                }
+            }
+            peak = peak.max(live.saturating_add(self.workspace_bytes(n)));
+            for t in n.inputs.iter().chain(&n.outputs) {
+                let done = last_use.get(t.as_str()).is_none_or(|&l| l <= i);
+                if done && !kept.contains(t.as_str()) && allocated.remove(t.as_str()) {
+                    live = live.saturating_sub(bytes(t));
+                }
+            }
+        }
+        peak
+    }
+
+    /// A convolution's unfolded input while it runs: N × C_in × kernel area × output
+    /// positions elements (nothing for 1×1 kernels, which need no unfolding).
+    fn workspace_bytes(&self, n: &Node) -> u128 {
+        if n.op != "Conv" {
+            return 0;
+        }
+        let (Some(x), Some(w), Some(y)) = (n.input(0).and_then(|t| self.types.get(t)), n.input(1).and_then(|t| self.types.get(t)), n.outputs.first().and_then(|t| self.types.get(t))) else {
+            return 0;
+        };
+        let area = crate::memory::elements(w.shape.get(2..).unwrap_or(&[]));
+        if area <= 1 || x.shape.len() < 2 {
+            return 0;
+        }
+        let positions = crate::memory::elements(y.shape.get(2..).unwrap_or(&[]));
+        crate::memory::elements(&x.shape[..2]).saturating_mul(area).saturating_mul(positions).saturating_mul(x.dtype.width() as u128)
     }
 
     /// Fails, naming the largest tensor, when the graph's tensors at their inferred shapes

@@ -31,9 +31,8 @@ pub struct Chunk<'c, P> {
     pub rows: Range<usize>,
 }
 
-/// The memory a program needs: the sum of every tensor's size at its inferred shape, the same
-/// upper bound engines check at load (`Graph::check_memory`). Not a liveness estimate:
-/// engines free intermediate tensors early, so the real peak is lower.
+/// The memory a program needs: the peak of its tensors' liveness when run in node order
+/// (`Graph::tensor_bytes`), the same estimate engines check at load (`Graph::check_memory`).
 pub fn program_bytes(g: &Graph) -> u128 {
     g.tensor_bytes().0
 }
