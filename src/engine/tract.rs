@@ -64,7 +64,7 @@ impl Engine for TractEngine {
     fn load(&self, graph: &Graph) -> Result<Box<dyn Program>> {
         graph.check_memory()?;
         let graph = &program_for(graph, Target::Tract)?;
-        let graph = &*adapt_float64(graph)?;
+        let graph = &*adapt(graph)?;
         let proto = to_model_proto(graph);
         let mut facts = Vec::new();
         for name in &graph.inputs {
@@ -158,19 +158,22 @@ impl Program for TractProgram {
     }
 }
 
-/// Rewrites the float64 forms tract cannot run: its Gemm applies alpha and beta·C as
-/// float32 constants, and it has no float64 Sigmoid, LeakyRelu, HardSwish or Erf. Each is
-/// replaced by ops it runs in float64 (Erf goes through float32, the only inexact one);
-/// the replaced node's output keeps its name.
-fn adapt_float64(graph: &Graph) -> Result<std::borrow::Cow<'_, Graph>> {
+/// Rewrites the forms tract cannot run as ONNX means them. In float64: its Gemm applies
+/// alpha and beta·C as float32 constants, and it has no float64 Sigmoid, LeakyRelu,
+/// HardSwish or Erf; each is replaced by ops it runs in float64 (Erf goes through float32,
+/// the only inexact one). In any type: LogSoftmax, which it evaluates as the log of a
+/// softmax, so a logit far below the largest gives log(0) = −∞ and the loss's
+/// −∞·0 a NaN (untrained deep networks with large logits, float32); it is replaced by
+/// x − max − log Σ exp(x − max). The replaced node's output keeps its name.
+fn adapt(graph: &Graph) -> Result<std::borrow::Cow<'_, Graph>> {
     let needs = |n: &crate::onnx::ir::Node| {
         let f64_in = n.input(0).and_then(|x| graph.types.get(x)).is_some_and(|t| t.dtype == DType::F64);
-        f64_in
-            && match n.op.as_str() {
-                "Gemm" => n.input(2).is_some() || n.float("alpha", 1.0) != 1.0,
-                "Sigmoid" | "LeakyRelu" | "HardSwish" | "Erf" => true,
-                _ => false,
-            }
+        match n.op.as_str() {
+            "LogSoftmax" => true,
+            "Gemm" => f64_in && (n.input(2).is_some() || n.float("alpha", 1.0) != 1.0),
+            "Sigmoid" | "LeakyRelu" | "HardSwish" | "Erf" => f64_in,
+            _ => false,
+        }
     };
     if !graph.nodes.iter().any(needs) {
         return Ok(std::borrow::Cow::Borrowed(graph));
@@ -183,10 +186,23 @@ fn adapt_float64(graph: &Graph) -> Result<std::borrow::Cow<'_, Graph>> {
             continue;
         }
         let mut b = Builder::new(&mut g, format!("{}/f64", n.name));
-        let y = float64_form(&mut b, &n)?;
+        let y = if n.op == "LogSoftmax" { log_softmax(&mut b, &n)? } else { float64_form(&mut b, &n)? };
         g.nodes.push(crate::onnx::ir::Node::new(format!("{}/f64/out", n.name), "Identity", vec![y], vec![n.outputs[0].clone()]));
     }
     Ok(std::borrow::Cow::Owned(g))
+}
+
+/// LogSoftmax(x) along its axis as x − m − log Σ exp(x − m), m the maximum.
+fn log_softmax(b: &mut Builder, n: &crate::onnx::ir::Node) -> Result<String> {
+    let x = n.input(0).unwrap();
+    let axis = n.int("axis", -1);
+    let m = b.op("ReduceMax", &[x], vec![("axes", Attr::Ints(vec![axis])), ("keepdims", Attr::Int(1))])?;
+    let d = b.op("Sub", &[x, &m], vec![])?;
+    let e = b.op("Exp", &[&d], vec![])?;
+    let axes = b.ints(&[axis]);
+    let s = b.op("ReduceSum", &[&e, &axes], vec![("keepdims", Attr::Int(1))])?;
+    let l = b.op("Log", &[&s], vec![])?;
+    b.op("Sub", &[&d, &l], vec![])
 }
 
 fn float64_form(b: &mut Builder, n: &crate::onnx::ir::Node) -> Result<String> {
@@ -231,6 +247,27 @@ fn float64_form(b: &mut Builder, n: &crate::onnx::ir::Node) -> Result<String> {
             let x32 = b.cast(x, DType::F32)?;
             let e = b.op("Erf", &[&x32], vec![])?;
             b.cast(&e, DType::F64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autodiff::check::{single_op_graph, Arg};
+
+    /// A logit 200 below the largest: log-softmax −200, not log(0) = −∞ (tract alone
+    /// computes it as the log of a softmax, which underflows in float32).
+    #[test]
+    fn log_softmax_of_far_apart_logits_is_finite() {
+        let x = Tensor::from_f64(DType::F32, &[1, 3], vec![0.0, 200.0, 199.0]);
+        let (g, outs) = single_op_graph("LogSoftmax", &[Arg::Var(x.clone())], vec![("axis", Attr::Int(1))], 1).unwrap();
+        let p = TractEngine::default().load(&g).unwrap();
+        let y = p.run(&[(g.inputs[0].as_str(), &x)]).unwrap()[&outs[0]].to_f64_vec();
+        let l = (1.0f64 + (-1.0f64).exp()).ln();
+        let want = [-200.0 - l, -l, -1.0 - l];
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-4, "{y:?} vs {want:?}");
         }
     }
 }
