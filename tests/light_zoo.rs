@@ -77,6 +77,9 @@ fn count(path: &std::path::Path) -> (usize, usize) {
 }
 
 
+/// (model, proxy) whose float32 value overflows on these constant-weight files.
+const FLOAT32_OVERFLOW: &[(&str, &str)] = &[("light_vgg19.onnx", "grasp"), ("light_inception_v1.onnx", "grasp")];
+
 /// ONNX Runtime (float32) when its library is found, else tract.
 fn engine() -> Box<dyn Engine> {
     #[cfg(feature = "ort")]
@@ -122,8 +125,11 @@ fn light_zoo_models_import_with_every_layer_and_parameter_and_score() {
                     (Some(_), _) => {}
                     // every weight of these files is one constant (0.02 in VGG-19): 16 convolutions
                     // of fan-in up to 4608 overflow float32, and grasp's Hessian product with them;
-                    // the proxy ran, its value is not finite
-                    (None, Some(e)) if name == "light_vgg19.onnx" && e.contains("(NaN or infinite)") => eprintln!("{name}: {proxy}: {e}"),
+                    // Inception v1's grasp is 1.36e44 in float64 at batch 8 (measured), beyond
+                    // float32's 3.4e38: the proxy ran, its float32 value is not finite
+                    (None, Some(e)) if FLOAT32_OVERFLOW.contains(&(name.as_str(), proxy.as_str())) && e.contains("(NaN or infinite)") => {
+                        eprintln!("{name}: {proxy}: {e}")
+                    }
                     (None, e) => panic!("{name}: {proxy} at batch {batch_size}: {e:?}"),
                 }
             }
