@@ -412,16 +412,38 @@ impl<'a> Ctx<'a> {
             whole => return self.finish_loss(split::run(self, whole, &build, |p| &p.graph, |c| self.loss_chunk(c, None), merge_loss)?),
         };
         let first = passes::LossExtras { grasp: false, ..extras };
+        let second = passes::LossExtras { grasp: true, grasp_given: true, ..Default::default() };
+        let runs = [first, second];
+        let size = self.fitting_chunk(size, &runs[..if extras.grasp { 2 } else { 1 }])?;
         let build = |b: &Base| passes::loss_program_with(&b.graph, &b.layers, first);
         let mut r = split::run(self, split::Plan::Chunks(size), &build, |p| &p.graph, |c| self.loss_chunk(c, None), merge_loss)?;
         if extras.grasp {
-            let second = passes::LossExtras { grasp: true, grasp_given: true, ..Default::default() };
             let build = |b: &Base| passes::loss_program_with(&b.graph, &b.layers, second);
             let g = &r.weight_grads;
             let hg = |c: &split::Chunk<passes::LossProgram>| self.loss_chunk(c, Some(g))?.hg.ok_or_else(|| anyhow!("the GraSP program returned no Hg"));
             r.hg = Some(split::run(self, split::Plan::Chunks(size), &build, |p| &p.graph, hg, split::add_all)?);
         }
         self.finish_loss(r)
+    }
+
+    /// The chunk size, at most `size`, at which each program a split loss pass runs fits the
+    /// budget: the plan sized the whole loss program, but a split GraSP runs two others (the
+    /// second takes g as inputs, live throughout, so it can hold more at once).
+    fn fitting_chunk(&self, mut size: usize, runs: &[passes::LossExtras]) -> Result<usize> {
+        let budget = crate::memory::budget() as u128;
+        let fits = |n: usize| -> Result<bool> {
+            let b = self.base_at(n)?;
+            for e in runs {
+                if split::program_bytes(&passes::loss_program_with(&b.graph, &b.layers, *e)?.graph) > budget {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
+        while size > 1 && !fits(size)? {
+            size = (size * 3 / 4).min(size - 1).max(1);
+        }
+        Ok(split::chunk_size(self.batch.len(), size))
     }
 
     fn finish_loss(&self, r: LossResults) -> Result<LossResults> {
