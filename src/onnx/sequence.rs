@@ -42,7 +42,7 @@ impl Sequences {
                 };
                 self.slice(g, &n, split)
             }
-            op if op.starts_with("Sequence") || op.ends_with("FromSequence") || op == "SplitToSequence" => {
+            op if op.starts_with("Sequence") || op.ends_with("FromSequence") => {
                 bail!("{}: operator {op} is not supported (of the sequence ops only SplitToSequence followed by SequenceAt with constant positions)", n.describe())
             }
             _ => Ok(vec![n]),
