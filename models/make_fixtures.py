@@ -1266,6 +1266,19 @@ def restore_running_stats(path, pre_state, post_state):
     return restored
 
 
+def strip_metadata(path):
+    """The dynamo exporter writes per-node metadata (stack traces with this file's path and
+    line numbers, FX node text): dropped so that the file does not change with unrelated edits."""
+    mp = onnx.load(path)
+    for node in mp.graph.node:
+        del node.metadata_props[:]
+    for coll in (mp.graph.input, mp.graph.output, mp.graph.value_info, mp.graph.initializer):
+        for v in coll:
+            if hasattr(v, "metadata_props"):
+                del v.metadata_props[:]
+    onnx.save(mp, path)
+
+
 def export_torchscript(model, path, batch):
     m = set_scoring_mode(copy.deepcopy(model))
     pre = {k: v.clone() for k, v in m.state_dict().items()}
@@ -1291,16 +1304,7 @@ def export_dynamo(model, path, batch):
     prog = torch.onnx.export(m, (x,), dynamo=True, opset_version=OPSET, optimize=False,
                              input_names=["input"], output_names=["output"])
     prog.save(str(path), external_data=False)
-    # the dynamo exporter writes per-node metadata (stack traces with this file's path and
-    # line numbers, FX node text): drop it so the file does not change with unrelated edits
-    mp = onnx.load(str(path))
-    for node in mp.graph.node:
-        del node.metadata_props[:]
-    for coll in (mp.graph.input, mp.graph.output, mp.graph.value_info, mp.graph.initializer):
-        for v in coll:
-            if hasattr(v, "metadata_props"):
-                del v.metadata_props[:]
-    onnx.save(mp, str(path))
+    strip_metadata(str(path))
     post = {k: v.clone() for k, v in m.state_dict().items()}
     restored = restore_running_stats(path, pre, post)
     return {"exporter": "dynamo (torch.onnx.export dynamo=True, optimize=False)",

@@ -2,7 +2,7 @@
 
 use crate::autodiff::rules::is_differentiable;
 use crate::onnx::canon::{parameter_names, BnMode, CanonOptions};
-use crate::onnx::ir::{DType, Graph};
+use crate::onnx::ir::Graph;
 use crate::onnx::layers::{scored_layers, ScoredLayer};
 use crate::onnx::Model;
 use crate::report::{align, csv_line};
@@ -55,19 +55,8 @@ pub struct Inspection {
 }
 
 fn tensor_info(g: &Graph, name: &str) -> TensorInfo {
-    let (shape, dtype) = g.info(name).map(|t| (t.shape.clone(), dtype_name(t.dtype))).unwrap_or((Vec::new(), "?"));
+    let (shape, dtype) = g.info(name).map(|t| (t.shape.clone(), t.dtype.name())).unwrap_or((Vec::new(), "?"));
     TensorInfo { name: name.to_string(), shape, dtype }
-}
-
-/// The numpy name of an element type.
-fn dtype_name(d: DType) -> &'static str {
-    match d {
-        DType::F32 => "float32",
-        DType::F64 => "float64",
-        DType::I64 => "int64",
-        DType::I32 => "int32",
-        DType::Bool => "bool",
-    }
 }
 
 pub fn inspect(model: &Model, batch: usize, input_shape: Option<&[usize]>, bn: BnMode) -> Result<Inspection> {

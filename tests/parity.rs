@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fixtures, rel, shared_references, Case, Expected};
+use common::{compared, fixtures, rel, shared_references, Case};
 use zerocost::engine::tract::TractEngine;
 use zerocost::onnx::canon::CanonOptions;
 use zerocost::onnx::ir::Tensor;
@@ -24,28 +24,7 @@ fn check_case(case: &Case, float64: bool) -> Vec<String> {
     let results = find_measures(&model, &batch, PROXIES, &engine, &opts);
     let mut failures = Vec::new();
     for (name, r) in &results {
-        let want = match case.expected(name) {
-            Ok(Expected::Value(v)) => v,
-            Ok(Expected::Undefined) => {
-                if let Some(v) = &r.value {
-                    failures.push(format!("{}: {name}: PyTorch declares it undefined, ours {}", case.name, v.total));
-                }
-                continue;
-            }
-            Ok(Expected::NotComputed(why)) => {
-                eprintln!("{:<28} {:<14} no PyTorch value: {why}", case.name, name);
-                continue;
-            }
-            Err(e) => {
-                failures.push(e);
-                continue;
-            }
-        };
-        let Some(v) = &r.value else {
-            failures.push(format!("{}: {name}: error {}", case.name, r.error.clone().unwrap_or_default()));
-            continue;
-        };
-        let got = v.total;
+        let Some((want, got)) = compared(case, name, r, &mut failures) else { continue };
         let (err, tol) = match name.as_str() {
             "grasp" => {
                 let scale = case.reference["details"]["grasp"]["abs_sum"].as_f64().unwrap_or(want.abs());

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{fixtures, rel, shared_references, Case, Expected};
+use common::{compared, fixtures, rel, shared_references, Case};
 use zerocost::engine::tract::TractEngine;
 use zerocost::onnx::Model;
 use zerocost::proxies::{find_measures, ScoreOptions};
@@ -56,29 +56,7 @@ fn check_case(case: &Case, float64: bool) -> Vec<String> {
     let results = find_measures(&model, &batch, PROXIES, &engine, &opts);
     let mut failures = Vec::new();
     for (name, r) in &results {
-        let want = match case.expected(name) {
-            Ok(Expected::Value(v)) => v,
-            Ok(Expected::Undefined) => {
-                match &r.value {
-                    None => eprintln!("{:<28} {:<14} undefined in PyTorch, error here: {}", case.name, name, r.error.clone().unwrap_or_default()),
-                    Some(v) => failures.push(format!("{}: {name}: PyTorch has no value, ours {}", case.name, v.total)),
-                }
-                continue;
-            }
-            Ok(Expected::NotComputed(why)) => {
-                eprintln!("{:<28} {:<14} no PyTorch value: {why}", case.name, name);
-                continue;
-            }
-            Err(e) => {
-                failures.push(e);
-                continue;
-            }
-        };
-        let Some(v) = &r.value else {
-            failures.push(format!("{}: {name}: error {}", case.name, r.error.clone().unwrap_or_default()));
-            continue;
-        };
-        let got = v.total;
+        let Some((want, got)) = compared(case, name, r, &mut failures) else { continue };
         let (err, tol) = judge(case, name, got, want, float64);
         eprintln!("{:<28} {:<14} ours {:>16.9e} torch {:>16.9e} err {:.2e} (tol {:.0e}) {:.2}s", case.name, name, got, want, err, tol, r.seconds);
         if err.is_nan() || err > tol {
@@ -87,7 +65,8 @@ fn check_case(case: &Case, float64: bool) -> Vec<String> {
         // per-layer values where the reference has them (zico's per layer: 1e-4 relative to
         // the layer's value or 1e-6 absolute)
         if float64 && matches!(name.as_str(), "zico" | "zico_paper" | "grad_sign") {
-            let (Some(ours), Some(theirs)) = (&v.per_layer, case.reference["per_layer_f64"][name.as_str()].as_array()) else {
+            let per_layer = r.value.as_ref().and_then(|v| v.per_layer.as_ref());
+            let (Some(ours), Some(theirs)) = (per_layer, case.reference["per_layer_f64"][name.as_str()].as_array()) else {
                 failures.push(format!("{}: {name}: per-layer values missing (ours or PyTorch's)", case.name));
                 continue;
             };

@@ -63,30 +63,34 @@ pub struct CheckReport {
 /// A graph holding one node of `op` over `args` (float64 Vars as graph inputs).
 pub fn single_op_graph(op: &str, args: &[Arg], attrs: Attrs, n_outputs: usize) -> Result<(Graph, Vec<String>)> {
     let mut g = Graph { opset: crate::onnx::canon::TARGET_OPSET, source: format!("check:{op}"), ..Graph::default() };
+    let (node, outputs) = op_node(op, args, attrs, n_outputs, |name, a| match a {
+        Arg::Var(t) => {
+            g.inputs.push(name.to_string());
+            g.types.insert(name.to_string(), t.info());
+        }
+        Arg::Const(t) => g.set_initializer(name, t.clone()),
+        Arg::Absent => {}
+    });
+    push_node(&mut g, node)?;
+    g.outputs = outputs.clone();
+    Ok((g, outputs))
+}
+
+/// One `op` node over `args` (inputs `in0`…, an absent one ""; outputs `out0`…), and its
+/// outputs; `bind` is told each argument with its input name, to declare it in a graph.
+fn op_node(op: &str, args: &[Arg], attrs: Attrs, n_outputs: usize, mut bind: impl FnMut(&str, &Arg)) -> (Node, Vec<String>) {
     let mut inputs = Vec::new();
     for (i, a) in args.iter().enumerate() {
-        let name = format!("in{i}");
-        match a {
-            Arg::Var(t) => {
-                g.inputs.push(name.clone());
-                g.types.insert(name.clone(), t.info());
-                inputs.push(name);
-            }
-            Arg::Const(t) => {
-                g.set_initializer(&name, t.clone());
-                inputs.push(name);
-            }
-            Arg::Absent => inputs.push(String::new()),
-        }
+        let name = if matches!(a, Arg::Absent) { String::new() } else { format!("in{i}") };
+        bind(&name, a);
+        inputs.push(name);
     }
     let outputs: Vec<String> = (0..n_outputs).map(|k| format!("out{k}")).collect();
     let mut node = Node::new("op", op, inputs, outputs.clone());
     for (k, v) in attrs {
         node.attrs.insert(k.to_string(), v);
     }
-    push_node(&mut g, node)?;
-    g.outputs = outputs.clone();
-    Ok((g, outputs))
+    (node, outputs)
 }
 
 /// The canonical float64 graph of one `op` node of a model at `opset` over `args`: what
@@ -97,28 +101,15 @@ pub fn lowered_graph(op: &str, args: &[Arg], attrs: Attrs, n_outputs: usize, ops
     let mut src = Graph { opset, source: format!("check:{op}"), ..Graph::default() };
     let mut decls = Vec::new();
     let mut shapes = std::collections::HashMap::new();
-    let mut inputs = Vec::new();
-    for (i, a) in args.iter().enumerate() {
-        let name = format!("in{i}");
-        match a {
-            Arg::Var(t) => {
-                src.inputs.push(name.clone());
-                decls.push(InputDecl { name: name.clone(), dtype: t.dtype(), dims: t.shape().iter().map(|&d| Some(d)).collect(), dim_names: vec![] });
-                shapes.insert(name.clone(), t.shape().to_vec());
-                inputs.push(name);
-            }
-            Arg::Const(t) => {
-                src.set_initializer(&name, t.clone());
-                inputs.push(name);
-            }
-            Arg::Absent => inputs.push(String::new()),
+    let (node, outputs) = op_node(op, args, attrs, n_outputs, |name, a| match a {
+        Arg::Var(t) => {
+            src.inputs.push(name.to_string());
+            decls.push(InputDecl { name: name.to_string(), dtype: t.dtype(), dims: t.shape().iter().map(|&d| Some(d)).collect(), dim_names: vec![] });
+            shapes.insert(name.to_string(), t.shape().to_vec());
         }
-    }
-    let outputs: Vec<String> = (0..n_outputs).map(|k| format!("out{k}")).collect();
-    let mut node = Node::new("op", op, inputs, outputs.clone());
-    for (k, v) in attrs {
-        node.attrs.insert(k.to_string(), v);
-    }
+        Arg::Const(t) => src.set_initializer(name, t.clone()),
+        Arg::Absent => {}
+    });
     src.nodes.push(node);
     src.outputs = outputs;
     let raw = RawModel { graph: src, input_decls: decls };

@@ -28,6 +28,17 @@ impl DType {
         }
     }
 
+    /// The numpy name of the element type.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "float32",
+            DType::F64 => "float64",
+            DType::I64 => "int64",
+            DType::I32 => "int32",
+            DType::Bool => "bool",
+        }
+    }
+
     pub fn from_onnx(code: i32) -> Result<DType> {
         Ok(match code {
             1 => DType::F32,

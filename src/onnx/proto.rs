@@ -223,20 +223,7 @@ pub fn tensor_from_proto(t: &pb::TensorProto, dir: &Path) -> Result<Tensor> {
         return narrow_tensor_from_proto(t, dir);
     }
     let dtype = DType::from_onnx(t.data_type)?;
-    let shape: Vec<usize> = t
-        .dims
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| anyhow!("negative dimension {d}")))
-        .collect::<Result<_>>()?;
-    let n = usize::try_from(crate::memory::elements(&shape)).map_err(|_| anyhow!("shape {shape:?} has too many elements"))?;
-    let external = t.data_location == Some(pb::tensor_proto::DataLocation::External as i32);
-    let raw: Option<Vec<u8>> = if external {
-        Some(read_external(t, dir)?)
-    } else if !t.raw_data.is_empty() {
-        Some(t.raw_data.clone())
-    } else {
-        None
-    };
+    let (shape, n, raw) = shape_and_bytes(t, dir)?;
     let s = IxDyn(&shape);
     let bad = || anyhow!("tensor data holds the wrong number of elements for shape {shape:?}");
     let tensor = match raw {
@@ -263,24 +250,31 @@ pub fn tensor_from_proto(t: &pb::TensorProto, dir: &Path) -> Result<Tensor> {
     Ok(tensor)
 }
 
-/// A float16/bfloat16 tensor read as float32, a small-integer one as int32 (exactly).
-fn narrow_tensor_from_proto(t: &pb::TensorProto, dir: &Path) -> Result<Tensor> {
-    let code = t.data_type;
+/// A tensor's shape, element count and raw little-endian bytes (from the external file or
+/// `raw_data`; None where the values are in the typed fields).
+fn shape_and_bytes(t: &pb::TensorProto, dir: &Path) -> Result<(Vec<usize>, usize, Option<Vec<u8>>)> {
     let shape: Vec<usize> = t.dims.iter().map(|&d| usize::try_from(d).map_err(|_| anyhow!("negative dimension {d}"))).collect::<Result<_>>()?;
     let n = usize::try_from(crate::memory::elements(&shape)).map_err(|_| anyhow!("shape {shape:?} has too many elements"))?;
-    let width = match code {
-        2 | 3 => 1,
-        4 | 5 | 10 | 16 => 2,
-        _ => 4,
-    };
     let external = t.data_location == Some(pb::tensor_proto::DataLocation::External as i32);
-    let raw: Option<Vec<u8>> = if external {
+    let raw = if external {
         Some(read_external(t, dir)?)
     } else if !t.raw_data.is_empty() {
         Some(t.raw_data.clone())
     } else {
         None
     };
+    Ok((shape, n, raw))
+}
+
+/// A float16/bfloat16 tensor read as float32, a small-integer one as int32 (exactly).
+fn narrow_tensor_from_proto(t: &pb::TensorProto, dir: &Path) -> Result<Tensor> {
+    let code = t.data_type;
+    let width = match code {
+        2 | 3 => 1,
+        4 | 5 | 10 | 16 => 2,
+        _ => 4,
+    };
+    let (shape, n, raw) = shape_and_bytes(t, dir)?;
     crate::memory::check(format!("tensor '{}' {shape:?} read as 32-bit", t.name), (n as u128).saturating_mul(4))?;
     // the raw little-endian words, or the values ONNX keeps in int32_data (uint32: uint64_data)
     let words: Vec<u32> = match raw {

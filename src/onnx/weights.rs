@@ -184,7 +184,7 @@ impl Folder<'_> {
             let x = n.input(k).unwrap_or_default();
             match self.stored.get(x) {
                 Some(ty) => ty.to_string(),
-                None => arg(k).map(|(t, _)| dtype_name(t.dtype()).to_string()).unwrap_or_default(),
+                None => arg(k).map(|(t, _)| t.dtype().name().to_string()).unwrap_or_default(),
             }
         };
         let from = |k: usize| arg(k).map(|(_, o)| o.clone()).unwrap_or_default();
@@ -261,16 +261,6 @@ impl Folder<'_> {
             _ => return Ok(None),
         };
         Ok(Some(out))
-    }
-}
-
-fn dtype_name(d: DType) -> &'static str {
-    match d {
-        DType::F32 => "float32",
-        DType::F64 => "float64",
-        DType::I64 => "int64",
-        DType::I32 => "int32",
-        DType::Bool => "bool",
     }
 }
 

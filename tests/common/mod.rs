@@ -12,6 +12,37 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// PyTorch's value and ours for `proxy`, or None when there is nothing to compare: the
+/// reference declares the proxy undefined (then ours must have no value either) or not
+/// computed, the reference lacks it, or ours failed — each failure recorded in `failures`.
+pub fn compared(case: &Case, proxy: &str, r: &zerocost::proxies::ProxyResult, failures: &mut Vec<String>) -> Option<(f64, f64)> {
+    let want = match case.expected(proxy) {
+        Ok(Expected::Value(v)) => v,
+        Ok(Expected::Undefined) => {
+            match &r.value {
+                None => eprintln!("{:<28} {:<14} undefined in PyTorch, error here: {}", case.name, proxy, r.error.clone().unwrap_or_default()),
+                Some(v) => failures.push(format!("{}: {proxy}: PyTorch declares it undefined, ours {}", case.name, v.total)),
+            }
+            return None;
+        }
+        Ok(Expected::NotComputed(why)) => {
+            eprintln!("{:<28} {:<14} no PyTorch value: {why}", case.name, proxy);
+            return None;
+        }
+        Err(e) => {
+            failures.push(e);
+            return None;
+        }
+    };
+    match &r.value {
+        Some(v) => Some((want, v.total)),
+        None => {
+            failures.push(format!("{}: {proxy}: error {}", case.name, r.error.clone().unwrap_or_default()));
+            None
+        }
+    }
+}
+
 /// What PyTorch computed for a proxy.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expected {

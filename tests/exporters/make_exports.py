@@ -75,19 +75,6 @@ def residual():
     torch.onnx.export(m, (x,), os.path.join(HERE, "residual_dynamo.onnx"), dynamo=True, optimize=False, dynamic_shapes=({0: torch.export.Dim("N")},), **common)
 
 
-def strip_metadata(path):
-    """The dynamo exporter writes per-node metadata (stack traces with this machine's paths):
-    dropped so that the file does not change with unrelated edits."""
-    mp = onnx.load(path)
-    for node in mp.graph.node:
-        del node.metadata_props[:]
-    for coll in (mp.graph.input, mp.graph.output, mp.graph.value_info, mp.graph.initializer):
-        for v in coll:
-            if hasattr(v, "metadata_props"):
-                del v.metadata_props[:]
-    onnx.save(mp, path)
-
-
 def fixture(name):
     """The fixture's torch module in scoring mode, its weights checked against the committed
     TorchScript export (same seed, same builder)."""
@@ -120,7 +107,7 @@ def dynamo(name):
         except Exception as e:  # noqa: BLE001
             print(f"  {folder}/{name}: the dynamo export FAILED in torch ({type(e).__name__}: {str(e).splitlines()[0][:200]}): skipped")
             continue
-        strip_metadata(path)
+        mf.strip_metadata(path)
         ops = sorted({n.op_type for n in onnx.load(path).graph.node})
         print(f"  {folder}/{name}.onnx: {checked} weights as committed, {os.path.getsize(path)} B, BatchNormalization {'present' if 'BatchNormalization' in ops else 'absent'}")
 
