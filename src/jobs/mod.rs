@@ -1,15 +1,16 @@
-//! Batch jobs over model zoos: YAML jobs (`spec`), the models they name (`models`), the
+//! Batch jobs over model zoos: YAML jobs (`spec`), the models they name (`models`: files,
+//! folders, globs, list files; `cells`: the cells of a built-in search space), the
 //! resumable JSON-lines results file (`store`), the run itself (`run`), shards for cluster
 //! schedulers (`shard`), `merge` of shard outputs, and correlation reports with plots
 //! (`correlate`, `stats`, `plot`).
 
+pub mod cells;
 pub mod correlate;
 pub mod merge;
 pub mod models;
 pub mod plot;
 pub mod run;
 pub mod shard;
-pub mod space;
 pub mod spec;
 pub mod stats;
 pub mod store;

@@ -3,6 +3,7 @@
 //! the job's root written with `/`, which is what results record and resumption matches.
 
 use super::yaml::{Doc, Problem};
+use crate::search::space::Generated;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ pub struct ModelRef {
     /// Known facts about the model (e.g. `accuracy`), copied into its result line.
     pub metadata: Map<String, Json>,
     /// A cell of a built-in space, generated instead of read (`path` is then empty).
-    pub generated: Option<super::space::Generated>,
+    pub generated: Option<Generated>,
 }
 
 /// Extensions that mark a list file rather than a model.

@@ -6,7 +6,7 @@
 //! runs the same from any working directory.
 
 use super::models::{self, ModelRef};
-use super::space;
+use super::cells;
 use super::yaml::{key, kind, path_str, unknown_key, Doc, Problem, Problems, Seg};
 use crate::data::{DataSource, Dataload, Normalization};
 use crate::onnx::canon::BnMode;
@@ -453,20 +453,20 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
 }
 
 /// `space:`: a space name (every cell), or a mapping with `name` and the options of
-/// `jobs::space::SpaceSpec` (an index range, a sample, network settings, an accuracy table).
+/// `jobs::cells::SpaceSpec` (an index range, a sample, network settings, an accuracy table).
 /// Returns the network settings that change scores (for the job's fingerprint).
 fn check_space(c: &mut Checker, base: &Path, v: &Value, out: &mut Vec<ModelRef>) -> Option<Json> {
     let at = [key("space")];
     let spec = match v {
-        Value::String(name) => space::SpaceSpec { name: name.clone(), ..Default::default() },
+        Value::String(name) => cells::SpaceSpec { name: name.clone(), ..Default::default() },
         Value::Mapping(m) => {
-            c.unknown_keys(m, &at, space::SPACE_KEYS);
+            c.unknown_keys(m, &at, cells::SPACE_KEYS);
             let sub = |k: &str| [key("space"), key(k)];
             let Some(name) = c.get::<String>(m, &sub("name"), "a space name (nb201 or nb101)") else {
                 c.err(&at, "needs `name: nb201` or `name: nb101`");
                 return None;
             };
-            space::SpaceSpec {
+            cells::SpaceSpec {
                 name,
                 start: c.get(m, &sub("start"), "a cell index"),
                 end: c.get(m, &sub("end"), "a cell index"),
@@ -486,7 +486,7 @@ fn check_space(c: &mut Checker, base: &Path, v: &Value, out: &mut Vec<ModelRef>)
             return None;
         }
     };
-    match space::expand(&spec) {
+    match cells::expand(&spec) {
         Ok(models) => out.extend(models),
         Err(e) => c.err(&at, format!("{e:#}")),
     }

@@ -369,7 +369,7 @@ pub fn vertex_channels(cin: usize, cout: usize, m: &[Vec<u8>]) -> Vec<usize> {
 }
 
 /// Network options of NB101.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Nb101Options {
     /// Output channels of the stem (128 in NAS-Bench-101); each stack doubles them.
     pub channels: usize,

@@ -186,7 +186,7 @@ pub enum Variant {
 }
 
 /// Network options of NB201.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Nb201Options {
     /// Channels of the first stage (16 in NAS-Bench-201); stages have C, 2C, 4C.
     pub channels: usize,

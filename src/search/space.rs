@@ -1,4 +1,5 @@
-//! The search-space interface the algorithms run on, and its two built-in spaces.
+//! The search-space interface the algorithms run on, its two built-in spaces, and a cell
+//! of either with its network settings ([`Generated`]: a job's model built in memory).
 
 use super::nb101::{self, Nb101Options, Spec};
 use super::nb201::{self, Cell, Nb201Options};
@@ -7,6 +8,7 @@ use anyhow::Result;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// A search space: how to draw, mutate, name and build its architectures.
 pub trait Space: Sync {
@@ -43,6 +45,7 @@ pub trait Space: Sync {
 }
 
 /// NAS-Bench-201 with the network options used to build scored networks.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Nb201Space {
     pub net: Nb201Options,
 }
@@ -73,6 +76,7 @@ impl Space for Nb201Space {
 }
 
 /// NAS-Bench-101 (keys are the benchmark's cell hashes).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Nb101Space {
     pub net: Nb101Options,
 }
@@ -109,5 +113,23 @@ impl Space for Nb101Space {
     }
     fn describe(&self, a: &Spec) -> Option<Value> {
         Some(a.pruned().unwrap_or_else(|| a.clone()).to_json())
+    }
+}
+
+/// An architecture of a built-in space with the space (and so the network settings) that
+/// builds it: a job's model generated in memory when its turn comes, instead of a file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Generated {
+    Nb201(Arc<Nb201Space>, Cell),
+    Nb101(Arc<Nb101Space>, Spec),
+}
+
+impl Generated {
+    /// The network in memory.
+    pub fn build(&self) -> Result<RawModel> {
+        match self {
+            Generated::Nb201(space, cell) => space.build(cell),
+            Generated::Nb101(space, spec) => space.build(spec),
+        }
     }
 }

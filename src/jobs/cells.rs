@@ -5,14 +5,14 @@
 //! an accuracy table, when given, puts each cell's accuracy in its metadata.
 
 use super::models::ModelRef;
-use crate::onnx::proto::RawModel;
-use crate::search::nb101::{self, Nb101Options, Spec};
-use crate::search::nb201::{self, Cell, Nb201Options, Variant};
-use crate::search::space::{Nb101Space, Nb201Space, Space};
+use crate::search::nb101::{self, Nb101Options};
+use crate::search::nb201::{Cell, Nb201Options, Variant};
+use crate::search::space::{Generated, Nb101Space, Nb201Space, Space};
 use crate::search::table;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Keys of a `space:` mapping.
 pub const SPACE_KEYS: &[&str] =
@@ -35,33 +35,6 @@ pub struct SpaceSpec {
     pub truth_column: Option<String>,
 }
 
-/// A network to generate instead of a file to read.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Generated {
-    pub space: String,
-    /// NB201 cell string, or NB101 cell as JSON.
-    pub arch: String,
-    pub variant: Variant,
-    pub channels: usize,
-    pub init_seed: u64,
-}
-
-impl Generated {
-    pub fn build(&self) -> Result<RawModel> {
-        match self.space.as_str() {
-            "nb201" => {
-                let o = Nb201Options { channels: self.channels, seed: self.init_seed, variant: self.variant, ..Default::default() };
-                nb201::build(&Cell::parse(&self.arch)?, &o)
-            }
-            "nb101" => {
-                let o = Nb101Options { channels: self.channels, seed: self.init_seed, ..Default::default() };
-                nb101::build(&Spec::parse(&self.arch)?, &o)
-            }
-            other => bail!("unknown space `{other}`"),
-        }
-    }
-}
-
 /// The cells a `space:` entry names, as models of the job.
 pub fn expand(s: &SpaceSpec) -> Result<Vec<ModelRef>> {
     let variant = match s.variant.as_deref() {
@@ -69,35 +42,30 @@ pub fn expand(s: &SpaceSpec) -> Result<Vec<ModelRef>> {
         Some("nb201") => Variant::Nb201,
         Some(v) => bail!("unknown variant `{v}` (zc or nb201)"),
     };
-    // (id, arch, extra metadata) in enumeration order
-    let (cells, normalize): (Vec<(String, String, Map<String, serde_json::Value>)>, Box<dyn Fn(&str) -> String>) = match s.name.as_str() {
+    match s.name.as_str() {
         "nb201" => {
+            let net = Nb201Options { channels: s.channels.unwrap_or(16), seed: s.init_seed, variant, ..Default::default() };
             let mut seen = std::collections::HashSet::new();
-            let cells = Cell::all()
-                .filter(|c| !s.dedup || seen.insert(c.unique_key()))
-                .map(|c| {
-                    let mut m = Map::new();
-                    m.insert("index".into(), json!(c.index()));
-                    (c.to_string(), c.to_string(), m)
-                })
-                .collect();
-            let sp = Nb201Space { net: Nb201Options::default() };
-            (cells, Box::new(move |k: &str| sp.normalize_key(k)))
+            let cells = Cell::all().filter(|c| !s.dedup || seen.insert(c.unique_key())).map(|c| (c, Some(c.index()))).collect();
+            pick(s, Arc::new(Nb201Space { net }), cells, Generated::Nb201)
         }
         "nb101" => {
             let max_v = s.max_vertices.unwrap_or(nb101::MAX_VERTICES);
             if max_v > nb101::MAX_VERTICES {
                 bail!("NAS-Bench-101 cells have at most {} vertices", nb101::MAX_VERTICES);
             }
-            let cells = nb101::enumerate(max_v, nb101::MAX_EDGES)
-                .into_iter()
-                .map(|(h, spec)| (h, spec.to_json().to_string(), Map::new()))
-                .collect();
-            let sp = Nb101Space { net: Nb101Options::default() };
-            (cells, Box::new(move |k: &str| sp.normalize_key(k)))
+            let net = Nb101Options { channels: s.channels.unwrap_or(128), seed: s.init_seed, ..Default::default() };
+            let cells = nb101::enumerate(max_v, nb101::MAX_EDGES).into_values().map(|spec| (spec, None)).collect();
+            pick(s, Arc::new(Nb101Space { net }), cells, Generated::Nb101)
         }
         other => bail!("unknown space `{other}` (nb201 or nb101)"),
-    };
+    }
+}
+
+/// The cells of the index range and sample `s` asks for, out of `cells` (in enumeration
+/// order, each with the benchmark's index where the space numbers its cells), named by
+/// their key in `space`.
+fn pick<S: Space>(s: &SpaceSpec, space: Arc<S>, cells: Vec<(S::Arch, Option<usize>)>, generated: fn(Arc<S>, S::Arch) -> Generated) -> Result<Vec<ModelRef>> {
     let n = cells.len();
     let (start, end) = (s.start.unwrap_or(0), s.end.unwrap_or(n).min(n));
     if start >= end {
@@ -114,21 +82,37 @@ pub fn expand(s: &SpaceSpec) -> Result<Vec<ModelRef>> {
         picked = idx.into_iter().map(|i| picked[i]).collect();
     }
     let truth = match &s.truth {
-        Some(p) => Some(table::load(p, s.truth_column.as_deref(), None, &*normalize).map_err(|e| anyhow!("{e:#}"))?),
+        Some(p) => Some(table::load(p, s.truth_column.as_deref(), None, &|k| space.normalize_key(k)).map_err(|e| anyhow!("{e:#}"))?),
         None => None,
     };
-    let channels = s.channels.unwrap_or(if s.name == "nb201" { 16 } else { 128 });
     Ok(picked
         .into_iter()
         .map(|i| {
-            let (id, arch, mut metadata) = cells[i].clone();
-            metadata.insert("space".into(), json!(s.name));
-            metadata.insert("arch".into(), json!(if s.name == "nb201" { arch.clone() } else { id.clone() }));
+            let (arch, index) = cells[i].clone();
+            let id = space.key(&arch);
+            let mut metadata = Map::new();
+            if let Some(index) = index {
+                metadata.insert("index".into(), json!(index));
+            }
+            metadata.insert("space".into(), json!(space.name()));
+            metadata.insert("arch".into(), json!(id));
             if let Some(a) = truth.as_ref().and_then(|t| t.get(&id)) {
                 metadata.insert("accuracy".into(), json!(a));
             }
-            let generated = Generated { space: s.name.clone(), arch, variant, channels, init_seed: s.init_seed };
-            ModelRef { id, path: PathBuf::new(), metadata, generated: Some(generated) }
+            ModelRef { id, path: PathBuf::new(), metadata, generated: Some(generated(space.clone(), arch)) }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nb101_cells_are_named_by_the_hash_they_are_enumerated_under() {
+        let space = Nb101Space { net: Nb101Options::default() };
+        for (hash, spec) in nb101::enumerate(4, nb101::MAX_EDGES) {
+            assert_eq!(space.key(&spec), hash);
+        }
+    }
 }
