@@ -227,6 +227,12 @@ pub fn parse_csv(text: &str) -> std::result::Result<Vec<(usize, Vec<String>)>, (
     Ok(rows)
 }
 
+/// An entry of a list file: the line it is on, the path as written, its metadata.
+type Entry = (Option<usize>, String, Map<String, Json>);
+
+/// A problem of the list file at a line.
+type Here<'a> = dyn Fn(Option<usize>, String) -> Problem + 'a;
+
 /// Reads a list file into models. CSV: a header with a `path` column (or `model`), other
 /// columns become metadata. YAML: a list of `{path: ..., KEY: VALUE...}` or a mapping
 /// `PATH: {KEY: VALUE...}`. Text: one path per line (`#` comments). Paths are relative to
@@ -237,94 +243,12 @@ pub fn read_list(list: &Path, root: &Path) -> std::result::Result<Vec<ModelRef>,
     let text = std::fs::read_to_string(list).map_err(|e| vec![here(None, format!("cannot read the list file: {e}"))])?;
     let dir = list.parent().map(Path::to_path_buf).unwrap_or_default();
     let ext = list.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    // (line, path, metadata)
-    let mut items: Vec<(Option<usize>, String, Map<String, Json>)> = Vec::new();
     let mut problems = Vec::new();
-    match ext.as_str() {
-        "csv" => {
-            let rows = parse_csv(&text).map_err(|(l, m)| vec![here(Some(l), m)])?;
-            let Some(((hl, header), body)) = rows.split_first() else {
-                return Err(vec![here(None, "the list file is empty".into())]);
-            };
-            let col = header.iter().position(|h| h == "path").or_else(|| header.iter().position(|h| h == "model"));
-            let Some(col) = col else {
-                return Err(vec![here(Some(*hl), format!("the header needs a `path` (or `model`) column, found: {}", header.join(",")))]);
-            };
-            for (line, row) in body {
-                if row.len() != header.len() {
-                    problems.push(here(Some(*line), format!("{} fields, the header has {}", row.len(), header.len())));
-                    continue;
-                }
-                let mut meta = Map::new();
-                for (i, (h, v)) in header.iter().zip(row).enumerate() {
-                    if i != col && !v.is_empty() {
-                        meta.insert(h.clone(), cell_value(v));
-                    }
-                }
-                items.push((Some(*line), row[col].clone(), meta));
-            }
-        }
-        "yaml" | "yml" => {
-            let doc = Doc::parse(&file, &text).map_err(|p| vec![p])?;
-            use super::yaml::{key, Seg};
-            let to_meta = |v: &serde_yaml::Value, path: &[Seg], problems: &mut Vec<Problem>| -> Option<Map<String, Json>> {
-                match serde_json::to_value(v) {
-                    Ok(Json::Object(m)) => Some(m),
-                    Ok(Json::Null) => Some(Map::new()),
-                    Ok(_) => {
-                        problems.push(doc.problem(path, "metadata must be a mapping"));
-                        None
-                    }
-                    Err(e) => {
-                        problems.push(doc.problem(path, format!("metadata: {e}")));
-                        None
-                    }
-                }
-            };
-            match &doc.value {
-                serde_yaml::Value::Sequence(seq) => {
-                    for (i, entry) in seq.iter().enumerate() {
-                        let p = [Seg::Index(i)];
-                        let line = doc.locate(&p).0;
-                        match entry {
-                            serde_yaml::Value::String(s) => items.push((line, s.clone(), Map::new())),
-                            serde_yaml::Value::Mapping(_) => {
-                                let Some(mut meta) = to_meta(entry, &p, &mut problems) else { continue };
-                                let path = meta.remove("path").or_else(|| meta.remove("model"));
-                                match path {
-                                    Some(Json::String(s)) => items.push((line, s, meta)),
-                                    _ => problems.push(doc.problem(&p, "each entry needs `path: FILE`")),
-                                }
-                            }
-                            other => problems.push(doc.problem(&p, format!("expected a path or a mapping, found {}", super::yaml::kind(other)))),
-                        }
-                    }
-                }
-                serde_yaml::Value::Mapping(m) => {
-                    for (k, v) in m {
-                        let Some(name) = k.as_str() else {
-                            problems.push(doc.problem(&[], "keys must be model paths"));
-                            continue;
-                        };
-                        let p = [key(name)];
-                        let line = doc.locate_key(&p).and_then(|l| l.0);
-                        if let Some(meta) = to_meta(v, &p, &mut problems) {
-                            items.push((line, name.to_string(), meta));
-                        }
-                    }
-                }
-                other => return Err(vec![here(Some(1), format!("expected a list of models, found {}", super::yaml::kind(other)))]),
-            }
-        }
-        _ => {
-            for (i, l) in text.lines().enumerate() {
-                let t = l.trim();
-                if !t.is_empty() && !t.starts_with('#') {
-                    items.push((Some(i + 1), t.to_string(), Map::new()));
-                }
-            }
-        }
-    }
+    let items = match ext.as_str() {
+        "csv" => csv_entries(&text, &here, &mut problems)?,
+        "yaml" | "yml" => yaml_entries(&file, &text, &here, &mut problems)?,
+        _ => text_entries(&text),
+    };
     let mut out = Vec::new();
     for (line, path, meta) in items {
         match expand(&dir, &path) {
@@ -338,6 +262,99 @@ pub fn read_list(list: &Path, root: &Path) -> std::result::Result<Vec<ModelRef>,
         problems.sort_by_key(|p| p.line);
         Err(problems)
     }
+}
+
+/// A CSV list: the `path` (or `model`) column, the other columns as metadata.
+fn csv_entries(text: &str, here: &Here, problems: &mut Vec<Problem>) -> std::result::Result<Vec<Entry>, Vec<Problem>> {
+    let rows = parse_csv(text).map_err(|(l, m)| vec![here(Some(l), m)])?;
+    let Some(((hl, header), body)) = rows.split_first() else {
+        return Err(vec![here(None, "the list file is empty".into())]);
+    };
+    let col = header.iter().position(|h| h == "path").or_else(|| header.iter().position(|h| h == "model"));
+    let Some(col) = col else {
+        return Err(vec![here(Some(*hl), format!("the header needs a `path` (or `model`) column, found: {}", header.join(",")))]);
+    };
+    let mut items = Vec::new();
+    for (line, row) in body {
+        if row.len() != header.len() {
+            problems.push(here(Some(*line), format!("{} fields, the header has {}", row.len(), header.len())));
+            continue;
+        }
+        let mut meta = Map::new();
+        for (i, (h, v)) in header.iter().zip(row).enumerate() {
+            if i != col && !v.is_empty() {
+                meta.insert(h.clone(), cell_value(v));
+            }
+        }
+        items.push((Some(*line), row[col].clone(), meta));
+    }
+    Ok(items)
+}
+
+/// A YAML list: a sequence of paths or `{path: ..., KEY: VALUE...}`, or a mapping
+/// `PATH: {KEY: VALUE...}`.
+fn yaml_entries(file: &str, text: &str, here: &Here, problems: &mut Vec<Problem>) -> std::result::Result<Vec<Entry>, Vec<Problem>> {
+    use super::yaml::{key, kind, Seg};
+    let doc = Doc::parse(file, text).map_err(|p| vec![p])?;
+    let to_meta = |v: &serde_yaml::Value, path: &[Seg], problems: &mut Vec<Problem>| -> Option<Map<String, Json>> {
+        match serde_json::to_value(v) {
+            Ok(Json::Object(m)) => Some(m),
+            Ok(Json::Null) => Some(Map::new()),
+            Ok(_) => {
+                problems.push(doc.problem(path, "metadata must be a mapping"));
+                None
+            }
+            Err(e) => {
+                problems.push(doc.problem(path, format!("metadata: {e}")));
+                None
+            }
+        }
+    };
+    let mut items = Vec::new();
+    match &doc.value {
+        serde_yaml::Value::Sequence(seq) => {
+            for (i, entry) in seq.iter().enumerate() {
+                let p = [Seg::Index(i)];
+                let line = doc.locate(&p).0;
+                match entry {
+                    serde_yaml::Value::String(s) => items.push((line, s.clone(), Map::new())),
+                    serde_yaml::Value::Mapping(_) => {
+                        let Some(mut meta) = to_meta(entry, &p, problems) else { continue };
+                        let path = meta.remove("path").or_else(|| meta.remove("model"));
+                        match path {
+                            Some(Json::String(s)) => items.push((line, s, meta)),
+                            _ => problems.push(doc.problem(&p, "each entry needs `path: FILE`")),
+                        }
+                    }
+                    other => problems.push(doc.problem(&p, format!("expected a path or a mapping, found {}", kind(other)))),
+                }
+            }
+        }
+        serde_yaml::Value::Mapping(m) => {
+            for (k, v) in m {
+                let Some(name) = k.as_str() else {
+                    problems.push(doc.problem(&[], "keys must be model paths"));
+                    continue;
+                };
+                let p = [key(name)];
+                let line = doc.locate_key(&p).and_then(|l| l.0);
+                if let Some(meta) = to_meta(v, &p, problems) {
+                    items.push((line, name.to_string(), meta));
+                }
+            }
+        }
+        other => return Err(vec![here(Some(1), format!("expected a list of models, found {}", kind(other)))]),
+    }
+    Ok(items)
+}
+
+/// A text list: one path per line, `#` comments.
+fn text_entries(text: &str) -> Vec<Entry> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim().starts_with('#'))
+        .map(|(i, l)| (Some(i + 1), l.trim().to_string(), Map::new()))
+        .collect()
 }
 
 /// Sorted by id, the same model named twice merged (later metadata keys win).
