@@ -239,6 +239,94 @@ impl<'a, S: Space> Run<'a, '_, S> {
     }
 }
 
+impl<S: Space> Run<'_, '_, S> {
+    /// Random search: the warm-up pool, best first, then distinct random architectures.
+    fn random_search(&mut self, cfg: &SearchConfig, rng: &mut ChaCha8Rng) -> Result<()> {
+        let none = HashSet::new();
+        let mut queue: VecDeque<S::Arch> = if cfg.warmup > 0 { self.warmup_pool(cfg.warmup, rng)?.into_iter().map(|p| p.0).collect() } else { VecDeque::new() };
+        while self.rows.len() < cfg.budget {
+            let (a, how) = match queue.pop_front() {
+                Some(a) => (a, "warmup"),
+                None => match self.fresh(rng, &none) {
+                    Some(a) => (a, "random"),
+                    None => break,
+                },
+            };
+            self.train(&a, how)?;
+        }
+        Ok(())
+    }
+
+    /// Aging evolution: a population started from the warm-up pool's best (else random
+    /// architectures); each step trains a mutation (or the proposed move) of a tournament's
+    /// winner and retires the oldest member.
+    fn evolution(&mut self, cfg: &SearchConfig, rng: &mut ChaCha8Rng) -> Result<()> {
+        if cfg.population == 0 || cfg.tournament == 0 {
+            bail!("population and tournament sizes must be positive");
+        }
+        let none = HashSet::new();
+        let mut population: VecDeque<(S::Arch, f64)> = VecDeque::new();
+        let init: Vec<(S::Arch, &'static str)> = if cfg.warmup > 0 {
+            self.warmup_pool(cfg.warmup, rng)?.into_iter().take(cfg.population).map(|p| (p.0, "warmup")).collect()
+        } else {
+            Vec::new()
+        };
+        for (a, how) in init {
+            if self.rows.len() >= cfg.budget {
+                break;
+            }
+            let f = self.train(&a, how)?;
+            population.push_back((a, f));
+        }
+        while population.len() < cfg.population && self.rows.len() < cfg.budget {
+            let Some(a) = self.fresh(rng, &none) else { break };
+            let f = self.train(&a, "random")?;
+            population.push_back((a, f));
+        }
+        while self.rows.len() < cfg.budget && !population.is_empty() {
+            let mut parent = rng.gen_range(0..population.len());
+            for _ in 1..cfg.tournament {
+                let i = rng.gen_range(0..population.len());
+                if population[i].1 > population[parent].1 {
+                    parent = i;
+                }
+            }
+            let parent = population[parent].0.clone();
+            let (child, how) = if cfg.move_proposal {
+                (self.proposed_move(&parent, cfg, rng)?, "move")
+            } else {
+                (self.space.mutate(&parent, rng), "mutation")
+            };
+            let f = self.train(&child, how)?;
+            population.push_back((child, f));
+            population.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Move proposal: the best-ranked one-edit mutation of `parent` not trained yet (of all
+    /// of them when none is left), or a random one with probability `move_random_prob`.
+    fn proposed_move(&self, parent: &S::Arch, cfg: &SearchConfig, rng: &mut ChaCha8Rng) -> Result<S::Arch> {
+        let space = self.space;
+        let all = space.neighbours(parent);
+        let untried: Vec<S::Arch> = all.iter().filter(|a| !self.seen.contains(&space.key(a))).cloned().collect();
+        let cands = if untried.is_empty() { all } else { untried };
+        let scores = self.scorer.unwrap().rank(space, &cands)?;
+        let pick = if rng.gen::<f64>() < cfg.move_random_prob {
+            rng.gen_range(0..cands.len())
+        } else {
+            let mut best = 0;
+            for (i, s) in scores.iter().enumerate() {
+                if s.unwrap_or(f64::NEG_INFINITY) > scores[best].unwrap_or(f64::NEG_INFINITY) {
+                    best = i;
+                }
+            }
+            best
+        };
+        Ok(cands[pick].clone())
+    }
+}
+
 /// Runs one search (repeat `repeat`, seeded `cfg.seed + repeat`) and returns its trace.
 pub fn run_search<'a, S: Space>(space: &'a S, cfg: &SearchConfig, repeat: usize, variant: &str, scorer: Option<&'a Ranker<'a, S>>, truth: Option<&'a Truth>) -> Result<Vec<Row>> {
     run_search_with(space, cfg, repeat, variant, scorer, truth, &mut |_| Ok(()))
@@ -283,77 +371,9 @@ pub fn run_search_with<'a, S: Space>(
         best_arch: String::new(),
         best_report: None,
     };
-    let none = HashSet::new();
     match cfg.algorithm {
-        Algorithm::Random => {
-            let mut queue: VecDeque<S::Arch> = if cfg.warmup > 0 { run.warmup_pool(cfg.warmup, &mut rng)?.into_iter().map(|p| p.0).collect() } else { VecDeque::new() };
-            while run.rows.len() < cfg.budget {
-                let (a, how) = match queue.pop_front() {
-                    Some(a) => (a, "warmup"),
-                    None => match run.fresh(&mut rng, &none) {
-                        Some(a) => (a, "random"),
-                        None => break,
-                    },
-                };
-                run.train(&a, how)?;
-            }
-        }
-        Algorithm::Evolution => {
-            if cfg.population == 0 || cfg.tournament == 0 {
-                bail!("population and tournament sizes must be positive");
-            }
-            let mut population: VecDeque<(S::Arch, f64)> = VecDeque::new();
-            let init: Vec<(S::Arch, &'static str)> = if cfg.warmup > 0 {
-                run.warmup_pool(cfg.warmup, &mut rng)?.into_iter().take(cfg.population).map(|p| (p.0, "warmup")).collect()
-            } else {
-                Vec::new()
-            };
-            for (a, how) in init {
-                if run.rows.len() >= cfg.budget {
-                    break;
-                }
-                let f = run.train(&a, how)?;
-                population.push_back((a, f));
-            }
-            while population.len() < cfg.population && run.rows.len() < cfg.budget {
-                let Some(a) = run.fresh(&mut rng, &none) else { break };
-                let f = run.train(&a, "random")?;
-                population.push_back((a, f));
-            }
-            while run.rows.len() < cfg.budget && !population.is_empty() {
-                let mut parent = rng.gen_range(0..population.len());
-                for _ in 1..cfg.tournament {
-                    let i = rng.gen_range(0..population.len());
-                    if population[i].1 > population[parent].1 {
-                        parent = i;
-                    }
-                }
-                let parent = population[parent].0.clone();
-                let (child, how) = if cfg.move_proposal {
-                    let all = space.neighbours(&parent);
-                    let untried: Vec<S::Arch> = all.iter().filter(|a| !run.seen.contains(&space.key(a))).cloned().collect();
-                    let cands = if untried.is_empty() { all } else { untried };
-                    let scores = scorer.unwrap().rank(space, &cands)?;
-                    let pick = if rng.gen::<f64>() < cfg.move_random_prob {
-                        rng.gen_range(0..cands.len())
-                    } else {
-                        let mut best = 0;
-                        for (i, s) in scores.iter().enumerate() {
-                            if s.unwrap_or(f64::NEG_INFINITY) > scores[best].unwrap_or(f64::NEG_INFINITY) {
-                                best = i;
-                            }
-                        }
-                        best
-                    };
-                    (cands[pick].clone(), "move")
-                } else {
-                    (space.mutate(&parent, &mut rng), "mutation")
-                };
-                let f = run.train(&child, how)?;
-                population.push_back((child, f));
-                population.pop_front();
-            }
-        }
+        Algorithm::Random => run.random_search(cfg, &mut rng)?,
+        Algorithm::Evolution => run.evolution(cfg, &mut rng)?,
     }
     Ok(run.rows)
 }
