@@ -369,42 +369,10 @@ fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<
         crate::output_path::check_writable(p, "--cache", &[])?;
     }
     let truth = load_truth(space, args)?;
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     // AZ-NAS is four proxies whose ranks are aggregated over each set of candidates
     let az = args.proxy.as_deref() == Some(crate::proxies::az_nas::NAME);
-    let oracles: Vec<Box<dyn ProxyOracle<S>>> = match (&args.proxy, &args.proxy_table) {
-        (Some(name), _) => {
-            let names = crate::proxies::resolve_names(std::slice::from_ref(name))?;
-            if names.len() != 1 && !az {
-                bail!("--proxy takes one proxy name");
-            }
-            let settings = args.net.describe(args.space, channels, args.init_seed);
-            let mut group = NetworkOracle::group(&names, args.proxy_batch, args.net.num_classes, args.net.image_size, args.data_seed, settings, jobs)?;
-            for o in &mut group {
-                o.progress = true;
-            }
-            group.into_iter().map(|o| Box::new(o) as Box<dyn ProxyOracle<S>>).collect()
-        }
-        (None, Some(path)) => {
-            let col = args.proxy_column.as_deref();
-            let scores = table::load(path, col, args.proxy_root.as_deref(), &|k| space.normalize_key(k))?;
-            vec![Box::new(TableOracle { id: format!("table {} {}", path.display(), col.unwrap_or("")), scores })]
-        }
-        (None, None) => Vec::new(),
-    };
-    let mut scorers: Vec<Scorer<S>> = oracles.iter().map(|o| Scorer::new(o.as_ref())).collect();
-    // a table's scores rank in the direction of the proxy its column names, unless told
-    let table_direction = args.proxy_column.as_deref().map(crate::proxies::direction_of);
-    if let Some(d) = args.proxy_direction.or(if args.proxy_table.is_some() { table_direction } else { None }) {
-        scorers = scorers.into_iter().map(|s| s.with_direction(d)).collect();
-    }
-    if let Some(path) = &args.cache {
-        for s in std::mem::take(&mut scorers) {
-            let s = s.with_cache_file(space, path)?;
-            eprintln!("proxy cache {}: {} entries for {}", path.display(), s.cached(), s.id());
-            scorers.push(s);
-        }
-    }
+    let oracles = oracles(space, args, channels, az)?;
+    let scorers = scorers(space, args, &oracles)?;
     let ranker = match scorers.len() {
         0 => None,
         1 if !az => Some(Ranker::One(&scorers[0])),
@@ -413,46 +381,7 @@ fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<
     if (args.warmup > 0 || args.move_proposal) && ranker.is_none() {
         bail!("--warmup and --move-proposal need --proxy NAME or --proxy-table FILE");
     }
-    let cfg = SearchConfig {
-        algorithm: args.algorithm,
-        budget: args.budget,
-        warmup: args.warmup,
-        move_proposal: args.move_proposal,
-        move_random_prob: args.move_random_prob,
-        population: args.population,
-        tournament: args.tournament,
-        seed: args.seed,
-    };
-    let algo = match args.algorithm {
-        Algorithm::Random => "random search",
-        Algorithm::Evolution => "aging evolution",
-    };
-    let proxy_name = args.proxy.clone().or_else(|| args.proxy_column.clone()).unwrap_or_else(|| "proxy".into());
-    let mut variants: Vec<(String, SearchConfig, bool)> = Vec::new();
-    let with_proxy_label = {
-        let mut parts = Vec::new();
-        if cfg.warmup > 0 {
-            parts.push(format!("warm-up {}", cfg.warmup));
-        }
-        if cfg.move_proposal {
-            parts.push("move proposal".to_string());
-        }
-        if parts.is_empty() {
-            algo.to_string()
-        } else {
-            format!("{algo} + {proxy_name} {}", parts.join(" + "))
-        }
-    };
-    if args.compare {
-        if cfg.warmup == 0 && !cfg.move_proposal {
-            bail!("--compare compares with and without the proxy: give --warmup N and/or --move-proposal");
-        }
-        if truth.is_none() {
-            bail!("--compare needs an accuracy table (--truth)");
-        }
-        variants.push((algo.to_string(), SearchConfig { warmup: 0, move_proposal: false, ..cfg.clone() }, false));
-    }
-    variants.push((with_proxy_label, cfg.clone(), true));
+    let variants = variants(args, truth.is_some())?;
     let mut out: Option<std::io::BufWriter<std::fs::File>> = match &args.output {
         Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?)),
         None => None,
@@ -485,14 +414,7 @@ fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<
         eprintln!("proxy: {} evaluations computed, {} cells known ({})", s.computed.load(std::sync::atomic::Ordering::SeqCst), s.cached(), s.id());
     }
     if let Some(p) = &args.plot {
-        let title = args.title.clone().unwrap_or_else(|| {
-            let tt = match (&args.truth, &args.truth_column) {
-                (Some(t), Some(c)) => format!(", {} {}", t.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(), c),
-                (Some(t), None) => format!(", {}", t.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default()),
-                _ => String::new(),
-            };
-            format!("{} {}{tt} ({} repeats)", space.name().to_uppercase(), algo, args.repeats)
-        });
+        let title = args.title.clone().unwrap_or_else(|| plot_title(space, args));
         plot::plot(&all_rows, &title, p)?;
         eprintln!("wrote {}", p.display());
     }
@@ -501,6 +423,111 @@ fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<
     }
     eprintln!("total {:.1}s", start.elapsed().as_secs_f64());
     Ok(0)
+}
+
+/// The proxy sources `args` name: the networks scored with `--proxy` (AZ-NAS's four
+/// components when `az`), a `--proxy-table`, or none.
+fn oracles<S: Space>(space: &S, args: &SearchArgs, channels: usize, az: bool) -> Result<Vec<Box<dyn ProxyOracle<S>>>> {
+    Ok(match (&args.proxy, &args.proxy_table) {
+        (Some(name), _) => {
+            let names = crate::proxies::resolve_names(std::slice::from_ref(name))?;
+            if names.len() != 1 && !az {
+                bail!("--proxy takes one proxy name");
+            }
+            let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            let settings = args.net.describe(args.space, channels, args.init_seed);
+            let mut group = NetworkOracle::group(&names, args.proxy_batch, args.net.num_classes, args.net.image_size, args.data_seed, settings, jobs)?;
+            for o in &mut group {
+                o.progress = true;
+            }
+            group.into_iter().map(|o| Box::new(o) as Box<dyn ProxyOracle<S>>).collect()
+        }
+        (None, Some(path)) => {
+            let col = args.proxy_column.as_deref();
+            let scores = table::load(path, col, args.proxy_root.as_deref(), &|k| space.normalize_key(k))?;
+            vec![Box::new(TableOracle { id: format!("table {} {}", path.display(), col.unwrap_or("")), scores })]
+        }
+        (None, None) => Vec::new(),
+    })
+}
+
+/// One per-cell cache per oracle, ranking in the direction asked for and extending the
+/// `--cache` file.
+fn scorers<'o, S: Space>(space: &S, args: &SearchArgs, oracles: &'o [Box<dyn ProxyOracle<S>>]) -> Result<Vec<Scorer<'o, S>>> {
+    let mut scorers: Vec<Scorer<S>> = oracles.iter().map(|o| Scorer::new(o.as_ref())).collect();
+    // a table's scores rank in the direction of the proxy its column names, unless told
+    let table_direction = args.proxy_column.as_deref().map(crate::proxies::direction_of);
+    if let Some(d) = args.proxy_direction.or(if args.proxy_table.is_some() { table_direction } else { None }) {
+        scorers = scorers.into_iter().map(|s| s.with_direction(d)).collect();
+    }
+    if let Some(path) = &args.cache {
+        for s in std::mem::take(&mut scorers) {
+            let s = s.with_cache_file(space, path)?;
+            eprintln!("proxy cache {}: {} entries for {}", path.display(), s.cached(), s.id());
+            scorers.push(s);
+        }
+    }
+    Ok(scorers)
+}
+
+fn algorithm_name(a: Algorithm) -> &'static str {
+    match a {
+        Algorithm::Random => "random search",
+        Algorithm::Evolution => "aging evolution",
+    }
+}
+
+/// The searches to run, each `(label, config, uses the proxy)`: the one asked for, after
+/// its baseline without proxy under `--compare`.
+fn variants(args: &SearchArgs, has_truth: bool) -> Result<Vec<(String, SearchConfig, bool)>> {
+    let cfg = SearchConfig {
+        algorithm: args.algorithm,
+        budget: args.budget,
+        warmup: args.warmup,
+        move_proposal: args.move_proposal,
+        move_random_prob: args.move_random_prob,
+        population: args.population,
+        tournament: args.tournament,
+        seed: args.seed,
+    };
+    let algo = algorithm_name(args.algorithm);
+    let proxy_name = args.proxy.clone().or_else(|| args.proxy_column.clone()).unwrap_or_else(|| "proxy".into());
+    let mut variants: Vec<(String, SearchConfig, bool)> = Vec::new();
+    let with_proxy_label = {
+        let mut parts = Vec::new();
+        if cfg.warmup > 0 {
+            parts.push(format!("warm-up {}", cfg.warmup));
+        }
+        if cfg.move_proposal {
+            parts.push("move proposal".to_string());
+        }
+        if parts.is_empty() {
+            algo.to_string()
+        } else {
+            format!("{algo} + {proxy_name} {}", parts.join(" + "))
+        }
+    };
+    if args.compare {
+        if cfg.warmup == 0 && !cfg.move_proposal {
+            bail!("--compare compares with and without the proxy: give --warmup N and/or --move-proposal");
+        }
+        if !has_truth {
+            bail!("--compare needs an accuracy table (--truth)");
+        }
+        variants.push((algo.to_string(), SearchConfig { warmup: 0, move_proposal: false, ..cfg.clone() }, false));
+    }
+    variants.push((with_proxy_label, cfg, true));
+    Ok(variants)
+}
+
+/// The plot's default title: space, algorithm, truth table and column, repeats.
+fn plot_title<S: Space>(space: &S, args: &SearchArgs) -> String {
+    let tt = match (&args.truth, &args.truth_column) {
+        (Some(t), Some(c)) => format!(", {} {}", t.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(), c),
+        (Some(t), None) => format!(", {}", t.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default()),
+        _ => String::new(),
+    };
+    format!("{} {}{tt} ({} repeats)", space.name().to_uppercase(), algorithm_name(args.algorithm), args.repeats)
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
