@@ -192,19 +192,11 @@ pub struct SpaceArgs {
 pub enum SpaceCommand {
     /// Write the network of one cell as ONNX.
     Export {
-        /// The search space: nb201 (NAS-Bench-201) or nb101 (NAS-Bench-101).
-        #[arg(value_enum)]
-        space: SpaceName,
-        /// NB201 cell string, or NB101 JSON {"matrix": [[..]], "ops": [..]}.
-        arch: String,
+        #[command(flatten)]
+        cell: CellArgs,
         /// The ONNX file to write.
         #[arg(short, long)]
         output: PathBuf,
-        /// Seed of the initialisation.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[command(flatten)]
-        net: NetArgs,
     },
     /// Enumerate the cells of a space (or count them).
     List {
@@ -233,22 +225,29 @@ pub enum SpaceCommand {
     },
     /// Canonical form, hash / isomorphism key, parameter count of one cell (JSON).
     Info {
-        /// The search space: nb201 or nb101.
-        #[arg(value_enum)]
-        space: SpaceName,
-        /// NB201 cell string, or NB101 JSON {"matrix": [[..]], "ops": [..]} or hash.
-        arch: String,
-        /// Seed of the initialisation (the parameter values do not change the count).
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
         #[command(flatten)]
-        net: NetArgs,
+        cell: CellArgs,
     },
+}
+
+/// One cell and the network it is placed in (`space export`, `space info`).
+#[derive(clap::Args, Debug)]
+pub struct CellArgs {
+    /// The search space: nb201 (NAS-Bench-201) or nb101 (NAS-Bench-101).
+    #[arg(value_enum)]
+    pub space: SpaceName,
+    /// NB201 cell string, or NB101 JSON {"matrix": [[..]], "ops": [..]} (or a NASLib tuple).
+    pub arch: String,
+    /// Seed of the initialisation (the parameter values do not change `info`'s count).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 pub fn space(args: SpaceArgs) -> Result<i32> {
     match args.command {
-        SpaceCommand::Export { space, arch, output, seed, net } => {
+        SpaceCommand::Export { cell: CellArgs { space, arch, seed, net }, output } => {
             let raw = match space {
                 SpaceName::Nb201 => nb201::build(&nb201::Cell::parse(&arch)?, &net.nb201(seed))?,
                 SpaceName::Nb101 => nb101::build(&nb101::Spec::parse(&arch)?, &net.nb101(seed, 128))?,
@@ -262,7 +261,7 @@ pub fn space(args: SpaceArgs) -> Result<i32> {
             Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => Ok(0),
             other => other,
         },
-        SpaceCommand::Info { space, arch, seed, net } => {
+        SpaceCommand::Info { cell: CellArgs { space, arch, seed, net } } => {
             let v = match space {
                 SpaceName::Nb201 => {
                     let c = nb201::Cell::parse(&arch)?;
