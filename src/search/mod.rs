@@ -370,12 +370,12 @@ fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<
     }
     let truth = load_truth(space, args)?;
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    // AZ-NAS is four proxies whose ranks are aggregated over each set of candidates
-    let az = args.proxy.as_deref() == Some(crate::proxies::az_nas::NAME);
+    // an aggregate (AZ-NAS) is several proxies combined over each set of candidates
+    let aggregate = args.proxy.as_deref().and_then(crate::proxies::aggregate_named);
     let oracles: Vec<Box<dyn ProxyOracle<S>>> = match (&args.proxy, &args.proxy_table) {
         (Some(name), _) => {
             let names = crate::proxies::resolve_names(std::slice::from_ref(name))?;
-            if names.len() != 1 && !az {
+            if names.len() != 1 && aggregate.is_none() {
                 bail!("--proxy takes one proxy name");
             }
             let settings = args.net.describe(args.space, channels, args.init_seed);
@@ -405,10 +405,10 @@ fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<
             scorers.push(s);
         }
     }
-    let ranker = match scorers.len() {
-        0 => None,
-        1 if !az => Some(Ranker::One(&scorers[0])),
-        _ => Some(Ranker::RankAggregate(scorers.iter().collect())),
+    let ranker = match (scorers.len(), aggregate) {
+        (0, _) => None,
+        (_, Some(a)) => Some(Ranker::RankAggregate(scorers.iter().collect(), a)),
+        _ => Some(Ranker::One(&scorers[0])),
     };
     if (args.warmup > 0 || args.move_proposal) && ranker.is_none() {
         bail!("--warmup and --move-proposal need --proxy NAME or --proxy-table FILE");
