@@ -4,7 +4,7 @@
 //! so it is done where the population is (`correlate`, `search`): Σ over the four of
 //! ln(rank / n), ranks ascending with ties averaged (`scipy.stats.rankdata`).
 //!
-//! The pass: every scored weight redrawn as Kaiming-normal fan-in (N(0, 2/fan_in), the
+//! The pass (`passes/az.rs`): every scored weight redrawn as Kaiming-normal fan-in (N(0, 2/fan_in), the
 //! draws of `passes::reinit::normal_stream`, stream = scored-layer index, seed 0), biases 0,
 //! BatchNorm scale 1 and bias 0; one train-mode forward of the batch; the features
 //! f_0..f_L are the block boundaries (`onnx::blocks`: on NAS-Bench-201 the stem and the 17
@@ -23,8 +23,9 @@
 //!   The ±1 draws are the signs of `normal_stream(0, 2³³ + l, ·)`, not PyTorch's stream.
 //! - `az_complexity` = `flops` (the code takes NAS-Bench-201's FLOPs from its API).
 //!
-//! One program: the forward with every f_l as an output plus L backward passes, each
-//! seeded at f_l and differentiated w.r.t. f_{l−1} only (so no backward goes past its block).
+//! The pass is one program: the forward with every f_l as an output plus L backward passes,
+//! each seeded at f_l and differentiated w.r.t. f_{l−1} only (so no backward goes past its
+//! block).
 
 use super::passes::az::AzPass;
 use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
@@ -53,7 +54,7 @@ pub const NAME: &str = "az_nas";
 /// AZ-NAS's combination of its components over a population: Σ ln(rank / n).
 pub const AGGREGATE: super::Aggregate = super::Aggregate { name: NAME, components: &COMPONENTS, combine: crate::rank::log_rank_sum };
 
-/// Why the entropies give −∞ (the code's score of a NaN entropy), if they do.
+/// Why expressivity and progressivity are −∞ (the code's score of a NaN entropy).
 const NAN_ENTROPY: &str = "a block output has no variance or a covariance with negative eigenvalues, its entropy is NaN";
 
 fn expressivity(ctx: &Ctx) -> Result<ProxyValue> {
