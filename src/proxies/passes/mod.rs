@@ -15,7 +15,8 @@
 //!
 //! Not cached (one proxy each, run when it asks): per-sample loss gradients
 //! (`per_sample_loss.rs`, grad_sign), per-sample output gradients (`per_sample_output.rs`,
-//! ntk_cond), the Zen pass (`zen.rs`). `reinit.rs` redraws weights (Zen-NAS, AZ-NAS).
+//! ntk_cond), the Zen pass (`zen.rs`). `reinit.rs` redraws weights (Zen-NAS, AZ-NAS);
+//! `sub_batch.rs` gives parts of the batch run as batches of their own.
 
 pub mod az;
 pub mod base;
