@@ -697,7 +697,7 @@ def _splitmix64(x):
 
 
 def normal_stream(seed, stream, n):
-    """The reproducible N(0,1) stream of zerocost's extra_passes::normal_stream (splitmix64 +
+    """The reproducible N(0,1) stream of zerocost's passes::reinit::normal_stream (splitmix64 +
     Box-Muller), re-implemented here so that both sides draw the same numbers."""
     s = _splitmix64(np.array([(stream * 0x100000001B3 + 1) & _M64], dtype=np.uint64))
     key = _splitmix64(np.array([seed], dtype=np.uint64) ^ s)

@@ -14,6 +14,7 @@ pub mod memory;
 pub mod onnx;
 pub mod output_path;
 pub mod proxies;
+pub mod rank;
 pub mod report;
 pub mod search;
 pub mod inspect;

@@ -2,6 +2,7 @@
 //! tables and CSV lines, and the score reports.
 
 use crate::output_path::extension;
+use crate::proxies::value::score_to_json;
 use crate::proxies::ProxyResult;
 use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
@@ -115,6 +116,8 @@ pub fn score_json(model: &str, engine: &str, batch: usize, results: &IndexMap<St
     let mut scores = Map::new();
     let mut seconds = Map::new();
     let mut errors = Map::new();
+    // why a score is ±∞ (written "inf" / "-inf", `proxies::value`)
+    let mut infinite = Map::new();
     let mut per_layer = Map::new();
     let mut details = Map::new();
     let mut engines = Map::new();
@@ -122,7 +125,10 @@ pub fn score_json(model: &str, engine: &str, batch: usize, results: &IndexMap<St
         if let Some(e) = &r.engine {
             engines.insert(name.clone(), json!(e));
         }
-        scores.insert(name.clone(), r.value.as_ref().map(|v| json!(v.total)).unwrap_or(Value::Null));
+        scores.insert(name.clone(), r.value.as_ref().map(|v| score_to_json(v.total)).unwrap_or(Value::Null));
+        if let Some(why) = r.value.as_ref().and_then(|v| v.infinite.as_ref()) {
+            infinite.insert(name.clone(), json!(why));
+        }
         seconds.insert(name.clone(), json!((r.seconds * 1e6).round() / 1e6));
         if let Some(e) = &r.error {
             errors.insert(name.clone(), json!(e));
@@ -156,6 +162,9 @@ pub fn score_json(model: &str, engine: &str, batch: usize, results: &IndexMap<St
     if !errors.is_empty() {
         obj.insert("errors".into(), Value::Object(errors));
     }
+    if !infinite.is_empty() {
+        obj.insert("infinite".into(), Value::Object(infinite));
+    }
     Value::Object(obj)
 }
 
@@ -168,6 +177,9 @@ pub fn score_table(model: &str, engine: &str, batch: usize, results: &IndexMap<S
         let mut note = Vec::new();
         if let Some(e) = &r.error {
             note.push(format!("({e})"));
+        }
+        if let Some(why) = r.value.as_ref().and_then(|v| v.infinite.as_ref()) {
+            note.push(format!("({why})"));
         }
         if let Some(e) = &r.engine {
             note.push(format!("(on {e})"));

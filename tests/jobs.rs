@@ -796,3 +796,31 @@ fn a_job_without_proxies_runs_the_papers_like_score() {
     assert!(text(&o.stderr).contains("job.yaml:2:1: unknown key `proxy` (did you mean `proxies`?)"), "{}", text(&o.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn correlate_reads_minus_infinity_as_a_value_as_it_read_the_older_error() {
+    let dir = scratch("correlate_inf");
+    let line = |i: usize, train: &str, extra: &str, acc: f64| {
+        format!("{{\"model\":\"m{i}.onnx\",\"status\":\"ok\",\"scores\":{{\"az_expressivity\":{i},\"az_progressivity\":{},\"az_trainability\":{train},\"az_complexity\":{}}}{extra},\"metadata\":{{\"accuracy\":{acc}}}}}\n", 5 - i, i * i)
+    };
+    let mut new_form = String::new();
+    let mut old_form = String::new();
+    for i in 0..4 {
+        new_form.push_str(&line(i, &format!("{}", i % 3), "", 70.0 + i as f64));
+        old_form.push_str(&line(i, &format!("{}", i % 3), "", 70.0 + i as f64));
+    }
+    new_form.push_str(&line(4, "\"-inf\"", ",\"infinite\":{\"az_trainability\":\"block 1 passes the gradient through unchanged\"}", 60.0));
+    old_form.push_str(&line(4, "null", ",\"errors\":{\"az_trainability\":\"block 1 ('a' → 'b') passes the gradient through unchanged (an identity block): AZ-NAS's trainability is −∞\"}", 60.0));
+    let mut got = Vec::new();
+    for (name, text_lines) in [("new.jsonl", new_form), ("old.jsonl", old_form)] {
+        std::fs::write(dir.join(name), text_lines).unwrap();
+        let o = run(zerocost().arg("correlate").arg(dir.join(name)).args(["--format", "json"]));
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["proxies"]["az_trainability"]["n"], 5, "{name}: the −∞ is ranked");
+        assert_eq!(v["proxies"]["az_nas"]["n"], 5, "{name}");
+        got.push(v["proxies"].clone());
+    }
+    assert_eq!(got[0], got[1]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -132,7 +132,7 @@ fn nwot_counts_pytorch_relu_calls() {
 /// `normal_stream(7, 2**32, 2)`).
 #[test]
 fn normal_stream_is_reproducible() {
-    use zerocost::proxies::extra_passes::normal_stream;
+    use zerocost::proxies::passes::reinit::normal_stream;
     let a = normal_stream(0, 0, 4);
     let b = normal_stream(7, 1 << 32, 2);
     assert_eq!(a.len(), 4);

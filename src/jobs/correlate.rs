@@ -4,8 +4,9 @@
 use super::models::parse_csv;
 use super::stats;
 use super::store::Record;
-use crate::proxies::az_nas::{aggregate, is_minus_infinity, COMPONENTS as AZ_COMPONENTS, NAME as AZ_NAS};
-use crate::proxies::{direction_of, Direction};
+use crate::proxies::value::score_in_line;
+use crate::proxies::{aggregates, direction_of, Direction};
+use crate::rank::complete_columns;
 use anyhow::{anyhow, bail, Context, Result};
 use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
@@ -146,18 +147,57 @@ fn finite(v: Option<&Value>) -> Option<f64> {
     v.and_then(Value::as_f64).filter(|x| x.is_finite())
 }
 
-/// A proxy's value in a result line: a finite score, or −∞ where an AZ-NAS component's error
-/// says the authors' code gives −∞ (ranked last, as there).
-fn score_of(v: &Value, name: &str) -> Option<f64> {
-    finite(v.get("scores").and_then(|s| s.get(name))).or_else(|| {
-        let e = v.get("errors").and_then(|e| e.get(name)).and_then(Value::as_str)?;
-        (AZ_COMPONENTS.contains(&name) && is_minus_infinity(e)).then_some(f64::NEG_INFINITY)
-    })
+/// The models with an accuracy: each one's result line and accuracy.
+type Rows<'r> = Vec<(&'r Value, f64)>;
+
+/// The statistics of `x` (scores oriented larger-is-better) against the accuracies `acc`.
+fn proxy_stats(name: &str, direction: Direction, x: &[f64], acc: &[f64], k: usize, points: Vec<(f64, f64)>) -> ProxyStats {
+    ProxyStats {
+        name: name.to_string(),
+        direction,
+        n: x.len(),
+        spearman: stats::spearman(x, acc),
+        kendall: stats::kendall(x, acc),
+        pairwise: stats::pairwise_accuracy(x, acc),
+        top_k: stats::top_k_overlap(x, acc, k),
+        points,
+    }
 }
 
-/// Computes the report from result records (failed lines are left out).
-pub fn analyse(records: &[Record], truth: Option<&Truth>, opts: &Options) -> Result<Report> {
-    let mut rows: Vec<(&Value, f64)> = Vec::new();
+/// One proxy's statistics over the rows that have its score.
+fn one_proxy(rows: &Rows, name: &str, k: usize) -> ProxyStats {
+    let points: Vec<(f64, f64)> = rows.iter().filter_map(|(v, a)| score_in_line(v, name).map(|s| (s, *a))).collect();
+    let direction = direction_of(name);
+    let (x, y): (Vec<f64>, Vec<f64>) = points.iter().map(|&(s, a)| (direction.sign() * s, a)).unzip();
+    // a ±∞ (an AZ-NAS component's −∞) is ranked but not drawn
+    let drawn = points.into_iter().filter(|p| p.0.is_finite()).collect();
+    proxy_stats(name, direction, &x, &y, k, drawn)
+}
+
+/// The proxies `names`, oriented larger-is-better, over the rows that have all of them,
+/// and those rows' accuracies.
+fn complete_rows(rows: &Rows, names: &[&str], read: impl Fn(&Value, &str) -> Option<f64>) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let cols: Vec<Vec<Option<f64>>> = names.iter().map(|p| rows.iter().map(|(v, _)| read(v, p).map(|x| direction_of(p).sign() * x)).collect()).collect();
+    let (complete, cols) = complete_columns(&cols);
+    (cols, complete.iter().map(|&i| rows[i].1).collect())
+}
+
+/// The paper's vote over the rows with a finite score for each of its proxies.
+fn vote(rows: &Rows, order: &IndexMap<String, ()>) -> Result<(f64, u64, usize), String> {
+    if !VOTE.iter().all(|p| order.contains_key(*p)) {
+        let missing: Vec<&str> = VOTE.iter().copied().filter(|p| !order.contains_key(*p)).collect();
+        return Err(format!("needs synflow, jacob_cov and snip; missing {}", missing.join(", ")));
+    }
+    let (cols, acc) = complete_rows(rows, &VOTE, |v, p| finite(v.get("scores").and_then(|s| s.get(p))));
+    let refs: Vec<&[f64]> = cols.iter().map(|c| c.as_slice()).collect();
+    let (a, pairs) = stats::vote_accuracy(&refs, &acc);
+    Ok((a, pairs, acc.len()))
+}
+
+/// The rows with an accuracy (from the truth file, else the metadata), and how many had
+/// none and how many failed.
+fn rows_with_accuracy<'r>(records: &'r [Record], truth: Option<&Truth>, opts: &Options) -> (Rows<'r>, usize, usize) {
+    let mut rows: Rows = Vec::new();
     let (mut without, mut failed) = (0, 0);
     let mut used: HashMap<String, Vec<String>> = HashMap::new();
     for r in records {
@@ -183,6 +223,12 @@ pub fn analyse(records: &[Record], truth: Option<&Truth>, opts: &Options) -> Res
     for (name, models) in shared.iter().take(5) {
         eprintln!("zerocost: warning: the truth entry `{name}` matches {} models ({}); name them by their full path in the truth file", models.len(), models.join(", "));
     }
+    (rows, without, failed)
+}
+
+/// Computes the report from result records (failed lines are left out).
+pub fn analyse(records: &[Record], truth: Option<&Truth>, opts: &Options) -> Result<Report> {
+    let (rows, without, failed) = rows_with_accuracy(records, truth, opts);
     let source = match truth {
         Some(t) => t.source.clone(),
         None => format!("metadata.{}", opts.column),
@@ -206,67 +252,15 @@ pub fn analyse(records: &[Record], truth: Option<&Truth>, opts: &Options) -> Res
             }
         }
     }
-    let mut proxies = Vec::new();
-    for name in order.keys() {
-        let points: Vec<(f64, f64)> = rows.iter().filter_map(|(v, a)| score_of(v, name).map(|s| (s, *a))).collect();
-        let direction = direction_of(name);
-        let (x, y): (Vec<f64>, Vec<f64>) = points.iter().map(|&(s, a)| (direction.sign() * s, a)).unzip();
-        proxies.push(ProxyStats {
-            name: name.clone(),
-            direction,
-            n: points.len(),
-            spearman: stats::spearman(&x, &y),
-            kendall: stats::kendall(&x, &y),
-            pairwise: stats::pairwise_accuracy(&x, &y),
-            top_k: stats::top_k_overlap(&x, &y, k),
-            // a −∞ (an AZ-NAS component) is ranked but not drawn
-            points: points.into_iter().filter(|p| p.0.is_finite()).collect(),
-        });
+    let mut proxies: Vec<ProxyStats> = order.keys().map(|name| one_proxy(&rows, name, k)).collect();
+    // an aggregate (AZ-NAS) ranks the population on each of its components
+    for agg in aggregates().into_iter().filter(|a| a.components.iter().all(|p| order.contains_key(*p))) {
+        let (cols, acc) = complete_rows(&rows, agg.components, score_in_line);
+        let x = (agg.combine)(&cols);
+        let points = x.iter().copied().zip(acc.iter().copied()).collect();
+        proxies.push(proxy_stats(agg.name, Direction::Higher, &x, &acc, k, points));
     }
-    // AZ-NAS ranks the population on each of its components and sums ln(rank / n)
-    if AZ_COMPONENTS.iter().all(|p| order.contains_key(*p)) {
-        let mut cols: Vec<Vec<f64>> = vec![Vec::new(); AZ_COMPONENTS.len()];
-        let mut acc = Vec::new();
-        for (v, a) in &rows {
-            let s: Vec<Option<f64>> = AZ_COMPONENTS.iter().map(|p| score_of(v, p)).collect();
-            if s.iter().all(Option::is_some) {
-                for (c, x) in cols.iter_mut().zip(s) {
-                    c.push(x.unwrap());
-                }
-                acc.push(*a);
-            }
-        }
-        let x = aggregate(&cols);
-        proxies.push(ProxyStats {
-            name: AZ_NAS.to_string(),
-            direction: Direction::Higher,
-            n: x.len(),
-            spearman: stats::spearman(&x, &acc),
-            kendall: stats::kendall(&x, &acc),
-            pairwise: stats::pairwise_accuracy(&x, &acc),
-            top_k: stats::top_k_overlap(&x, &acc, k),
-            points: x.into_iter().zip(acc).collect(),
-        });
-    }
-    let vote = if VOTE.iter().all(|p| order.contains_key(*p)) {
-        let mut cols: [Vec<f64>; 3] = Default::default();
-        let mut acc = Vec::new();
-        for (v, a) in &rows {
-            let s: Vec<Option<f64>> = VOTE.iter().map(|p| finite(v.get("scores").and_then(|s| s.get(*p))).map(|x| direction_of(p).sign() * x)).collect();
-            if s.iter().all(Option::is_some) {
-                for (c, x) in cols.iter_mut().zip(s) {
-                    c.push(x.unwrap());
-                }
-                acc.push(*a);
-            }
-        }
-        let refs: Vec<&[f64]> = cols.iter().map(|c| c.as_slice()).collect();
-        let (a, pairs) = stats::vote_accuracy(&refs, &acc);
-        Ok((a, pairs, acc.len()))
-    } else {
-        let missing: Vec<&str> = VOTE.iter().copied().filter(|p| !order.contains_key(*p)).collect();
-        Err(format!("needs synflow, jacob_cov and snip; missing {}", missing.join(", ")))
-    };
+    let vote = vote(&rows, &order);
     Ok(Report { n, source, k, proxies, vote, without_accuracy: without, failed })
 }
 

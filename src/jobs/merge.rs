@@ -48,7 +48,7 @@ pub fn difference(a: &Value, b: &Value, rtol: f64) -> Option<String> {
 }
 
 /// Fields of a line that are keyed by proxy: joined when lines of one model are combined.
-const PER_PROXY: &[&str] = &["scores", "seconds", "errors", "engines", "per_layer", "details"];
+const PER_PROXY: &[&str] = &["scores", "seconds", "errors", "infinite", "engines", "per_layer", "details"];
 
 /// How a second successful line of a model was taken in.
 pub enum Join {

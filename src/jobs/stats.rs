@@ -4,25 +4,7 @@
 
 use std::cmp::Ordering;
 
-/// 1-based ranks; tied values share the mean of their ranks.
-pub fn ranks(x: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..x.len()).collect();
-    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
-    let mut r = vec![0.0; x.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i + 1;
-        while j < idx.len() && x[idx[j]] == x[idx[i]] {
-            j += 1;
-        }
-        let mean = (i + 1 + j) as f64 / 2.0;
-        for &k in &idx[i..j] {
-            r[k] = mean;
-        }
-        i = j;
-    }
-    r
-}
+pub use crate::rank::ranks;
 
 /// Pearson correlation; NaN when either side is constant or n < 2.
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {

@@ -8,6 +8,7 @@
 //! skipped, as the code's exception handler does) and the score is
 //! Σ_c Σ_c' |s_c − s_c'| / (number of classes seen).
 
+use super::passes::jacobian::JacobianPass;
 use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::{bail, Result};
 
@@ -60,7 +61,7 @@ pub fn score(j: &[f64], n: usize, d: usize, labels: &[i64], n_classes: usize) ->
 }
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
-    let j = ctx.jacobian()?;
+    let j = ctx.pass(&JacobianPass)?;
     let n = j.shape()[0];
     let d = j.len() / n;
     let base = ctx.base()?;

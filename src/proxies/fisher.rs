@@ -3,13 +3,15 @@
 //! Δ[k] = ½·mean_n g[n,k]². The paper's code broadcasts Δ[k] to every weight of output
 //! channel k, so a layer contributes Σ_k Δ[k]·numel(W)/W.shape[0] (reproduced exactly).
 
+use super::passes::loss::LossPass;
 use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::{bail, Result};
 
 pub const PROXY: Proxy = Proxy { name: "fisher", paper: "Turner et al. 2020, BlockSwap (ICLR)", direction: Direction::Higher, data: DataNeed::InputsAndLabels, about: "Σ_k ½·mean_n(Σ_spatial a·∂L/∂a)² per output channel", passes: "loss pass", compute };
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
-    let (layers, lr) = (ctx.layers()?, ctx.loss()?);
+    let (base, lr) = (ctx.base()?, ctx.pass(&LossPass)?);
+    let layers = &base.layers;
     let mut per = Vec::with_capacity(layers.len());
     for (l, sums) in layers.iter().zip(&lr.fisher_sums) {
         let (n, k) = match sums.shape() {

@@ -7,15 +7,16 @@
 //! Pass: the loss program canonicalised at batch 1, loaded once and run once per sample
 //! (N runs at batch 1: about the work of one loss pass on the whole batch).
 
-use super::{Direction, DataNeed, extra_passes, Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 
 pub const PROXY: Proxy = Proxy { name: "grad_sign", paper: "Zhang & Jia 2022, GradSign (ICLR)", direction: Direction::Higher, data: DataNeed::InputsAndLabels, about: "Σ_w |Σ_n sign(∂L_n/∂w)|, per-sample loss gradients at batch 1", passes: "N loss passes at batch 1", compute };
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
-    let layers = ctx.layers()?;
+    let base = ctx.base()?;
+    let layers = &base.layers;
     let mut acc: Vec<Vec<f64>> = layers.iter().map(|l| vec![0.0; l.weight_shape.iter().product()]).collect();
-    extra_passes::per_sample_loss_grads(ctx, |_, grads| {
+    super::passes::per_sample_loss::per_sample_loss_grads(ctx, |_, grads| {
         for (a, g) in acc.iter_mut().zip(grads) {
             for (s, v) in a.iter_mut().zip(g.to_f64_vec()) {
                 *s += if v > 0.0 {

@@ -2,13 +2,17 @@
 //! row per sample; C = corrcoef(J); score = −Σ (ln(v + 1e-5) + 1/(v + 1e-5)) over the
 //! eigenvalues v of C. Undefined correlations (a constant row) give an error, not a number.
 
+use super::passes::jacobian::JacobianPass;
 use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::{bail, Result};
 use nalgebra::DMatrix;
 
 pub const PROXY: Proxy = Proxy { name: "jacob_cov", paper: "Mellor et al. 2020, NASWOT v1 (arXiv 2006.04647)", direction: Direction::Higher, data: DataNeed::Inputs, about: "−Σ(ln(v+k)+1/(v+k)), v = eig(corrcoef(∂Σy/∂x))", passes: "Jacobian pass", compute };
 
-/// Pearson correlation matrix of the rows of `rows` (n × d), as numpy's corrcoef.
+/// Pearson correlation matrix of the rows of `rows` (n × d), as numpy's corrcoef. Not
+/// shared with meco's `corrcoef_nan0`: that one sums each covariance in order and divides by
+/// √a·√b, this one takes a matrix product and √(a·b); one function for both would move one
+/// of the two proxies' scores in the last bits.
 pub fn corrcoef(rows: &[f64], n: usize, d: usize) -> Result<DMatrix<f64>> {
     let mut centered = DMatrix::<f64>::zeros(n, d);
     for i in 0..n {
@@ -40,7 +44,7 @@ pub fn score_from_correlation(c: DMatrix<f64>) -> f64 {
 }
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
-    let j = ctx.jacobian()?;
+    let j = ctx.pass(&JacobianPass)?;
     let n = j.shape()[0];
     let d = j.len() / n;
     let c = corrcoef(&j.to_f64_vec(), n, d)?;

@@ -7,6 +7,7 @@
 //! scoring batch (TE-NAS itself counts on 3,000 samples of 3×3 inputs with a 1-channel copy
 //! of the network, which an ONNX file does not provide). Forward only (probe pass).
 
+use super::passes::probe::ProbePass;
 use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::{bail, Result};
 use std::collections::HashSet;
@@ -14,7 +15,7 @@ use std::collections::HashSet;
 pub const PROXY: Proxy = Proxy { name: "linear_regions", paper: "Chen et al. 2021, TE-NAS (ICLR)", direction: Direction::Higher, data: DataNeed::Inputs, about: "number of distinct ReLU activation patterns among the batch's samples", passes: "probe pass", compute };
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
-    let p = ctx.probe()?;
+    let p = ctx.pass(&ProbePass)?;
     let n = ctx.batch.len();
     let used: Vec<_> = p.codes.iter().zip(&p.relus).filter(|(_, r)| r.shape.len() == 4).map(|(c, _)| c).collect();
     if used.is_empty() {

@@ -9,6 +9,7 @@
 //! C×1 matrix whose correlation is undefined, hence 0, as in the code. Train-mode BatchNorm
 //! over the whole batch, forward only (probe pass).
 
+use super::passes::probe::ProbePass;
 use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 use nalgebra::DMatrix;
@@ -51,7 +52,7 @@ pub fn layer_value(shape: &[usize], v: &[f64]) -> f64 {
 }
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
-    let p = ctx.probe()?;
+    let p = ctx.pass(&ProbePass)?;
     let per: Vec<f64> = p.layer_sample0.iter().map(|(s, v)| layer_value(s, v)).map(|x| if x.is_nan() { 0.0 } else { x }).collect();
     Ok(ProxyValue::from_layers(per))
 }

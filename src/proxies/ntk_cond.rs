@@ -11,7 +11,7 @@
 //! batch 64; the per-sample gradients cannot come from one backward pass because train-mode
 //! BatchNorm couples the samples).
 
-use super::{Direction, DataNeed, extra_passes, Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 use nalgebra::DMatrix;
 
@@ -27,7 +27,7 @@ pub fn condition(ntk: DMatrix<f64>) -> (f64, f64, f64) {
 }
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
-    let (rows, n_scales) = extra_passes::per_sample_output_grads(ctx)?;
+    let (rows, n_scales) = super::passes::per_sample_output::per_sample_output_grads(ctx)?;
     let n = rows.len();
     let mut k = DMatrix::<f64>::zeros(n, n);
     for i in 0..n {
@@ -38,9 +38,5 @@ fn compute(ctx: &Ctx) -> Result<ProxyValue> {
         }
     }
     let (c, lo, hi) = condition(k);
-    Ok(ProxyValue {
-        total: c,
-        per_layer: None,
-        details: Some(serde_json::json!({ "lambda_min": lo, "lambda_max": hi, "samples": n, "parameters": rows.first().map_or(0, |r| r.len()), "bn_scales": n_scales })),
-    })
+    Ok(ProxyValue::with_details(c, serde_json::json!({ "lambda_min": lo, "lambda_max": hi, "samples": n, "parameters": rows.first().map_or(0, |r| r.len()), "bn_scales": n_scales })))
 }

@@ -4,9 +4,10 @@
 //! matrix: the number of units on which two samples agree); score = log|det K| (slogdet,
 //! float64). Only `Relu` nodes count (not Clip/ReLU6, PRelu, LeakyRelu or HardSwish); a node
 //! that stands for several PyTorch calls merged by the TorchScript exporter counts once per
-//! call (`extra_passes::torch_relu_calls`). Train-mode BatchNorm, no gradients (probe pass).
+//! call (`passes::probe::torch_relu_calls`). Train-mode BatchNorm, no gradients (probe pass).
 
-use super::extra_passes::Codes;
+use super::passes::probe::ProbePass;
+use super::passes::probe::Codes;
 use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::{bail, Result};
 use nalgebra::DMatrix;
@@ -50,7 +51,7 @@ pub fn slogdet(m: DMatrix<f64>) -> (f64, f64) {
 }
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
-    let p = ctx.probe()?;
+    let p = ctx.pass(&ProbePass)?;
     if p.relus.is_empty() {
         bail!("the model has no Relu node");
     }
@@ -61,16 +62,13 @@ fn compute(ctx: &Ctx) -> Result<ProxyValue> {
     let (sign_u, ld_u) = slogdet(kernel(&unique, n));
     let calls: usize = p.relus.iter().map(|r| r.calls).sum();
     let units: usize = p.codes.iter().zip(&p.relus).map(|(c, r)| c.units * r.calls).sum();
-    Ok(ProxyValue {
-        total: ld,
-        per_layer: None,
-        details: Some(serde_json::json!({
-            "sign": sign,
-            "relu_nodes": p.relus.len(),
-            "relu_calls": calls,
-            "units": units,
-            "value_each_node_once": ld_u,
-            "sign_each_node_once": sign_u,
-        })),
-    })
+    let details = serde_json::json!({
+        "sign": sign,
+        "relu_nodes": p.relus.len(),
+        "relu_calls": calls,
+        "units": units,
+        "value_each_node_once": ld_u,
+        "sign_each_node_once": sign_u,
+    });
+    Ok(ProxyValue::with_details(ld, details))
 }

@@ -6,7 +6,8 @@
 //! (BatchNormalization with batch statistics, a reduction over the batch axis) is not split:
 //! the pass fails with the memory it needs, the budget and the largest batch that fits.
 
-use super::{Base, Ctx};
+use super::passes::base::{base_at, Base};
+use super::Ctx;
 use crate::engine::Program;
 use crate::memory::human;
 use crate::onnx::composite::BATCH_NORM_TRAIN;
@@ -61,7 +62,7 @@ pub fn chunk_size(n: usize, fit: usize) -> usize {
 /// the scores or even one sample does not fit.
 pub fn plan<P>(ctx: &Ctx, pass: &str, readers: &str, build: &dyn Fn(&Base) -> Result<P>, graph: fn(&P) -> &Graph) -> Result<Plan<P>> {
     let base = ctx.base()?;
-    let whole = build(base)?;
+    let whole = build(&base)?;
     let needed = program_bytes(graph(&whole));
     let budget = crate::memory::budget() as u128;
     if needed <= budget {
@@ -69,11 +70,11 @@ pub fn plan<P>(ctx: &Ctx, pass: &str, readers: &str, build: &dyn Fn(&Base) -> Re
     }
     drop(whole);
     let n = ctx.batch.len();
-    let one = if n == 1 { needed } else { program_bytes(graph(&build(&ctx.base_at(1)?)?)) };
+    let one = if n == 1 { needed } else { program_bytes(graph(&build(&base_at(ctx, 1)?)?)) };
     let mut fit = largest_fit(one, needed, n, budget);
     // not every tensor grows exactly linearly with the batch: check the size found
     while fit > 1 {
-        let at = program_bytes(graph(&build(&ctx.base_at(fit)?)?));
+        let at = program_bytes(graph(&build(&base_at(ctx, fit)?)?));
         if at <= budget {
             break;
         }
@@ -147,7 +148,8 @@ pub fn run<P, R>(
     let size = match plan {
         Plan::Whole(p) => {
             let run = ctx.engine.load(graph(&p))?;
-            return each(&Chunk { base: ctx.base()?, program: &p, run: run.as_ref(), rows: 0..n });
+            let base = ctx.base()?;
+            return each(&Chunk { base: &base, program: &p, run: run.as_ref(), rows: 0..n });
         }
         Plan::Chunks(size) => size,
     };
@@ -157,7 +159,7 @@ pub fn run<P, R>(
         let len = size.min(n - start);
         if loaded.as_ref().map(|l| l.0) != Some(len) {
             drop(loaded.take()); // the previous program's memory goes before the next one's comes
-            let base = ctx.base_at(len)?;
+            let base = base_at(ctx, len)?;
             let p = build(&base)?;
             let run = ctx.engine.load(graph(&p))?;
             loaded = Some((len, base, p, run));

@@ -7,6 +7,7 @@
 //! its N-bit vector over the batch). The unregularised score (the code's `regular=False`,
 //! factor 1); merged duplicate ReLU calls add no new pattern. Forward only (probe pass).
 
+use super::passes::probe::ProbePass;
 use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::{bail, Result};
 use std::collections::HashSet;
@@ -14,7 +15,7 @@ use std::collections::HashSet;
 pub const PROXY: Proxy = Proxy { name: "swap", paper: "Peng et al. 2024, SWAP-NAS (ICLR)", direction: Direction::Higher, data: DataNeed::Inputs, about: "number of distinct sample-wise activation patterns of the units of 4-D ReLUs", passes: "probe pass", compute };
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
-    let p = ctx.probe()?;
+    let p = ctx.pass(&ProbePass)?;
     let n = ctx.batch.len();
     let words = n.div_ceil(64);
     let mut seen: HashSet<Vec<u64>> = HashSet::new();
@@ -37,5 +38,5 @@ fn compute(ctx: &Ctx) -> Result<ProxyValue> {
     if units == 0 {
         bail!("the model has no Relu on a 4-D feature map");
     }
-    Ok(ProxyValue { total: seen.len() as f64, per_layer: None, details: Some(serde_json::json!({ "units": units })) })
+    Ok(ProxyValue::with_details(seen.len() as f64, serde_json::json!({ "units": units })))
 }

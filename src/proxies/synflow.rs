@@ -3,6 +3,7 @@
 //! sample, L = Σ outputs; Σ |W ⊙ ∂L/∂W|. `synflow_bn` keeps BN (batch statistics on the
 //! single sample).
 
+use super::passes::synflow::SynflowPass;
 use super::{Direction, DataNeed, sum_pairs, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 
@@ -18,7 +19,7 @@ fn with_bn(ctx: &Ctx) -> Result<ProxyValue> {
 }
 
 fn compute(ctx: &Ctx, keep_bn: bool) -> Result<ProxyValue> {
-    let s = ctx.synflow(keep_bn)?;
+    let s = ctx.pass(&SynflowPass { keep_bn })?;
     let per = s.weights.iter().zip(&s.weight_grads).map(|(w, g)| sum_pairs(w, g, |a, b| (a * b).abs())).collect();
     Ok(ProxyValue::from_layers(per))
 }

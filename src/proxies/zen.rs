@@ -7,11 +7,11 @@
 //! score = ln Δ + Σ_BN ln √(mean_c running_var), the running variances of every BatchNorm
 //! on a 4-D map after the two train-mode forwards (PyTorch's update with momentum 0.1 from
 //! the file's running_var, unbiased batch variance). The random draws come from
-//! `extra_passes::normal_stream` with seed 0 (weights: stream = scored-layer index; x and ε:
+//! `passes::reinit::normal_stream` with seed 0 (weights: stream = scored-layer index; x and ε:
 //! streams 2³² and 2³²+1), so the score is reproducible. Pass: the re-initialised graph's
 //! forward, run twice.
 
-use super::{Direction, DataNeed, extra_passes, Ctx, Proxy, ProxyValue};
+use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::{bail, Result};
 
 pub const PROXY: Proxy = Proxy { name: "zen", paper: "Lin et al. 2021, Zen-NAS (ICCV)", direction: Direction::Higher, data: DataNeed::NoData, about: "ln mean_n Σ|f(x)−f(x+0.01ε)| + Σ_BN ln √mean(running_var), Gaussian weights, f = pre-GAP map", passes: "2 forwards", compute };
@@ -20,14 +20,10 @@ pub const SEED: u64 = 0;
 pub const MIXUP_GAMMA: f64 = 1e-2;
 
 fn compute(ctx: &Ctx) -> Result<ProxyValue> {
-    let z = extra_passes::zen_pass(ctx, SEED, MIXUP_GAMMA)?;
+    let z = super::passes::zen::zen_pass(ctx, SEED, MIXUP_GAMMA)?;
     if z.feature_diff.is_nan() || z.feature_diff <= 0.0 {
         bail!("the pre-GAP feature map does not respond to the input perturbation (Δ = {})", z.feature_diff);
     }
     let bn: f64 = z.bn_running_var.iter().map(|(_, v)| v.sqrt().ln()).sum();
-    Ok(ProxyValue {
-        total: z.feature_diff.ln() + bn,
-        per_layer: None,
-        details: Some(serde_json::json!({ "log_feature_diff": z.feature_diff.ln(), "log_bn_scaling": bn, "bn_nodes": z.bn_running_var.len() })),
-    })
+    Ok(ProxyValue::with_details(z.feature_diff.ln() + bn, serde_json::json!({ "log_feature_diff": z.feature_diff.ln(), "log_bn_scaling": bn, "bn_nodes": z.bn_running_var.len() })))
 }

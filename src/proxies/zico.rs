@@ -9,6 +9,7 @@
 //! `zico_paper`: the same with the two halves' independent gradients (the paper's formula).
 //! Passes: the loss program at batch N/2, run on each half.
 
+use super::passes::half_batch::HalfBatchPass;
 use super::{Direction, DataNeed, Ctx, Proxy, ProxyValue};
 use anyhow::Result;
 
@@ -33,7 +34,8 @@ pub fn layer_value(g1: &[f64], g2: &[f64]) -> f64 {
 }
 
 fn zico(ctx: &Ctx, cumulative: bool) -> Result<ProxyValue> {
-    let [h1, h2] = ctx.half_grads()?;
+    let halves = ctx.pass(&HalfBatchPass)?;
+    let [h1, h2] = &*halves;
     let per = h1
         .iter()
         .zip(h2)

@@ -87,12 +87,12 @@ pub struct Row {
     pub spec: Option<serde_json::Value>,
 }
 
-/// How candidates are compared by proxy: one proxy's scores, or AZ-NAS's rank aggregate
-/// of its four components (Σ ln(rank / n) within each set of candidates compared: a
-/// warm-up pool, the moves of one step).
+/// How candidates are compared by proxy: one proxy's scores, or an aggregate of its
+/// components' scores within each set of candidates compared (a warm-up pool, the moves of
+/// one step), as AZ-NAS's Σ ln(rank / n).
 pub enum Ranker<'a, S: Space> {
     One(&'a Scorer<'a, S>),
-    RankAggregate(Vec<&'a Scorer<'a, S>>),
+    RankAggregate(Vec<&'a Scorer<'a, S>>, crate::proxies::Aggregate),
 }
 
 impl<'a, S: Space> Ranker<'a, S> {
@@ -105,12 +105,11 @@ impl<'a, S: Space> Ranker<'a, S> {
         };
         match self {
             Ranker::One(s) => oriented(s),
-            Ranker::RankAggregate(parts) => {
+            Ranker::RankAggregate(parts, aggregate) => {
                 let cols: Vec<Vec<Option<f64>>> = parts.iter().map(|s| oriented(s)).collect::<Result<_>>()?;
-                let complete: Vec<usize> = (0..archs.len()).filter(|&i| cols.iter().all(|c| c[i].is_some())).collect();
-                let values: Vec<Vec<f64>> = cols.iter().map(|c| complete.iter().map(|&i| c[i].unwrap()).collect()).collect();
+                let (complete, values) = crate::rank::complete_columns(&cols);
                 let mut out = vec![None; archs.len()];
-                for (&i, v) in complete.iter().zip(crate::proxies::az_nas::aggregate(&values)) {
+                for (&i, v) in complete.iter().zip((aggregate.combine)(&values)) {
                     out[i] = Some(v);
                 }
                 Ok(out)
@@ -122,7 +121,7 @@ impl<'a, S: Space> Ranker<'a, S> {
     fn sign(&self) -> f64 {
         match self {
             Ranker::One(s) => s.direction().sign(),
-            Ranker::RankAggregate(_) => 1.0,
+            Ranker::RankAggregate(..) => 1.0,
         }
     }
 
@@ -131,7 +130,7 @@ impl<'a, S: Space> Ranker<'a, S> {
         match self {
             Ranker::One(s) if compute => s.get(space, a),
             Ranker::One(s) => Ok(s.peek(space, a).flatten()),
-            Ranker::RankAggregate(_) => Ok(None),
+            Ranker::RankAggregate(..) => Ok(None),
         }
     }
 }
@@ -346,7 +345,7 @@ pub fn run_search_with<'a, S: Space>(
     if truth.is_none() && scorer.is_none() {
         bail!("nothing to rank by: give an accuracy table (--truth) or a proxy (--proxy)");
     }
-    if truth.is_none() && matches!(scorer, Some(Ranker::RankAggregate(_))) {
+    if truth.is_none() && matches!(scorer, Some(Ranker::RankAggregate(..))) {
         bail!("a rank aggregate (az_nas) compares sets of candidates and gives no fitness of its own: give an accuracy table (--truth) and use it for --warmup / --move-proposal");
     }
     if (cfg.warmup > 0 || cfg.move_proposal) && scorer.is_none() {

@@ -368,14 +368,14 @@ fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<
         crate::output_path::check_writable(p, "--cache", &[])?;
     }
     let truth = load_truth(space, args)?;
-    // AZ-NAS is four proxies whose ranks are aggregated over each set of candidates
-    let az = args.proxy.as_deref() == Some(crate::proxies::az_nas::NAME);
-    let oracles = oracles(space, args, channels, az)?;
+    // an aggregate (AZ-NAS) is several proxies combined over each set of candidates
+    let aggregate = args.proxy.as_deref().and_then(crate::proxies::aggregate_named);
+    let oracles = oracles(space, args, channels, aggregate.is_some())?;
     let scorers = scorers(space, args, &oracles)?;
-    let ranker = match scorers.len() {
-        0 => None,
-        1 if !az => Some(Ranker::One(&scorers[0])),
-        _ => Some(Ranker::RankAggregate(scorers.iter().collect())),
+    let ranker = match (scorers.len(), aggregate) {
+        (0, _) => None,
+        (_, Some(a)) => Some(Ranker::RankAggregate(scorers.iter().collect(), a)),
+        _ => Some(Ranker::One(&scorers[0])),
     };
     if (args.warmup > 0 || args.move_proposal) && ranker.is_none() {
         bail!("--warmup and --move-proposal need --proxy NAME or --proxy-table FILE");
@@ -425,12 +425,12 @@ fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<
 }
 
 /// The proxy sources `args` name: the networks scored with `--proxy` (AZ-NAS's four
-/// components when `az`), a `--proxy-table`, or none.
-fn oracles<S: Space>(space: &S, args: &SearchArgs, channels: usize, az: bool) -> Result<Vec<Box<dyn ProxyOracle<S>>>> {
+/// components when `aggregate`), a `--proxy-table`, or none.
+fn oracles<S: Space>(space: &S, args: &SearchArgs, channels: usize, aggregate: bool) -> Result<Vec<Box<dyn ProxyOracle<S>>>> {
     Ok(match (&args.proxy, &args.proxy_table) {
         (Some(name), _) => {
             let names = crate::proxies::resolve_names(std::slice::from_ref(name))?;
-            if names.len() != 1 && !az {
+            if names.len() != 1 && !aggregate {
                 bail!("--proxy takes one proxy name");
             }
             let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));

@@ -6,7 +6,7 @@ use super::space::Space;
 use crate::data::{load_batch, Batch, BatchRequest, DataSource};
 use crate::engine::tract::TractEngine;
 use crate::onnx::Model;
-use crate::proxies::az_nas::is_minus_infinity;
+use crate::proxies::value::{score_from_json, score_to_json};
 use crate::proxies::{direction_of, find_measures, Direction, ScoreOptions};
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -136,9 +136,8 @@ impl NetworkOracle {
             let value = |p: &str| {
                 let pr = &r[p];
                 match (&pr.value, pr.error.as_deref()) {
+                    // a ±∞ value (an AZ-NAS component's −∞) ranks as such
                     (Some(v), _) => Ok(v.total),
-                    // an AZ-NAS component that the authors' code sets to −∞: ranked last
-                    (None, Some(e)) if is_minus_infinity(e) => Ok(f64::NEG_INFINITY),
                     (None, e) => Err(anyhow::anyhow!("{}", e.unwrap_or_default())),
                 }
             };
@@ -241,7 +240,7 @@ impl<'o, S: Space> Scorer<'o, S> {
                 let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
                 if v["space"] == space.name() && v["oracle"] == self.id.as_str() {
                     if let Some(k) = v["arch"].as_str() {
-                        map.insert(k.to_string(), v["score"].as_f64());
+                        map.insert(k.to_string(), score_from_json(&v["score"]));
                     }
                 }
             }
@@ -291,7 +290,7 @@ impl<'o, S: Space> Scorer<'o, S> {
                 self.computed.fetch_add(1, Ordering::SeqCst);
                 self.map.lock().unwrap().insert(todo_keys[i].clone(), s);
                 if let Some(f) = &self.file {
-                    let line = json!({"space": space.name(), "oracle": self.id, "arch": todo_keys[i], "score": s});
+                    let line = json!({"space": space.name(), "oracle": self.id, "arch": todo_keys[i], "score": s.map(score_to_json)});
                     let mut f = f.lock().unwrap();
                     if let Err(e) = writeln!(f, "{line}").and_then(|_| f.flush()) {
                         write_error.lock().unwrap().get_or_insert(e);

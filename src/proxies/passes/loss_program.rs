@@ -1,20 +1,16 @@
-//! The programs proxies share. Each is built from the canonical graph once per model and
-//! run once per batch; proxies read their results (see `Ctx` in mod.rs):
-//! - loss pass: cross-entropy, gradients w.r.t. every scored weight and fisher's per-channel
-//!   sums (grad_norm, plain, snip, fisher), and in the same program, sharing its forward
-//!   pass, what else the proxies asked for: GraSP's Hessian-gradient product Hg (the
-//!   gradient of z = Σ g·∂L/∂W with g = ∂L/∂W held constant: the reverse pass applied
-//!   twice) and the input Jacobian ∂(Σ outputs)/∂input (jacob_cov);
-//! - Jacobian pass: ∂(Σ outputs)/∂input in a program of its own, when no loss pass runs;
-//! - synflow pass: BN removed (or kept), |parameters|, float64, one all-ones sample.
+//! The loss program: cross-entropy on the batch and, sharing its forward pass, gradients
+//! w.r.t. every scored weight, fisher's per-channel sums, GraSP's Hessian-gradient product
+//! Hg (the gradient of z = Σ g·∂L/∂W with g = ∂L/∂W held constant: the reverse pass
+//! applied twice) and the input Jacobian ∂(Σ outputs)/∂input, as asked ([`LossExtras`]).
+//! Also the program `zerocost grad-graph` writes.
 
 use crate::autodiff::append_gradients;
-use crate::engine::{Engine, Outputs};
+use super::{distinct, SEED};
 use crate::onnx::builder::Builder;
 use crate::onnx::composite::STOP_GRADIENT;
 use crate::onnx::ir::{Attr, DType, Graph, Node, Tensor};
 use crate::onnx::layers::ScoredLayer;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 
 /// Graph input holding -onehot(targets)/N, so that Σ(LogSoftmax(z) ⊙ T) is the mean
 /// cross-entropy.
@@ -105,7 +101,7 @@ pub struct LossProgram {
     pub fisher_sums: Vec<String>,
     pub input_grad: Option<String>,
     /// Per scored layer (with `grasp`).
-    pub hg: Vec<String>,
+    pub hessian_grad: Vec<String>,
     /// With `jacobian`; bind [`SEED`] to ones shaped like the output.
     pub jacobian: Option<String>,
     /// With `grasp_given`: per scored layer, the input to bind g to.
@@ -154,7 +150,7 @@ pub fn loss_program_with(base: &Graph, layers: &[ScoredLayer], extras: LossExtra
         }
     }
     let input_grad = if extras.input_grad { grads.last().cloned() } else { None };
-    let mut hg = Vec::new();
+    let mut hessian_grad = Vec::new();
     let mut grasp_g = Vec::new();
     if extras.grasp {
         // z = Σ_layers Σ stop_gradient(dW)·dW; Hg = ∂z/∂W reuses this program's forward
@@ -179,7 +175,7 @@ pub fn loss_program_with(base: &Graph, layers: &[ScoredLayer], extras: LossExtra
         let z = b.sum(&terms)?;
         let one = ones_like(&mut b, &z)?;
         let w: Vec<String> = layers.iter().map(|l| l.weight.clone()).collect();
-        hg = append_gradients(&mut g, &[(z, one)], &w)?;
+        hessian_grad = append_gradients(&mut g, &[(z, one)], &w)?;
     }
     let mut jacobian = None;
     if extras.jacobian {
@@ -192,10 +188,10 @@ pub fn loss_program_with(base: &Graph, layers: &[ScoredLayer], extras: LossExtra
     g.outputs.extend(weight_grads.iter().cloned());
     g.outputs.extend(fisher_sums.iter().cloned());
     g.outputs.extend(input_grad.iter().cloned());
-    g.outputs.extend(hg.iter().cloned());
+    g.outputs.extend(hessian_grad.iter().cloned());
     g.outputs.extend(jacobian.iter().cloned());
-    dedup_outputs(&mut g);
-    Ok(LossProgram { graph: g, logits, weight_grads, fisher_sums, input_grad, hg, jacobian, grasp_g, extras })
+    g.outputs = distinct(std::mem::take(&mut g.outputs));
+    Ok(LossProgram { graph: g, logits, weight_grads, fisher_sums, input_grad, hessian_grad, jacobian, grasp_g, extras })
 }
 
 /// The program `zerocost grad-graph` writes: logits, the mean cross-entropy loss and the
@@ -225,53 +221,5 @@ pub fn grad_graph(base: &Graph, layers: &[ScoredLayer], weights: bool, input: bo
     }
     g.prune();
     Ok(g)
-}
-
-/// Engines want distinct output names; a tensor listed twice is exposed once.
-fn dedup_outputs(g: &mut Graph) {
-    let mut seen = std::collections::HashSet::new();
-    g.outputs.retain(|o| seen.insert(o.clone()));
-}
-
-/// Graph input holding the seed of Σ outputs (ones). An input rather than a constant:
-/// with a constant seed, tract's constant propagation evaluates whole stretches of the
-/// backward pass eagerly at load time, which took minutes.
-pub const SEED: &str = "zerocost/seed";
-
-/// Gradient of Σ outputs w.r.t. the input (jacob_cov) or w.r.t. the weights (synflow).
-/// Bind [`SEED`] to ones shaped like the output (see [`seed_ones`]).
-pub fn sum_output_program(base: &Graph, wrt: &[String]) -> Result<(Graph, Vec<String>)> {
-    let mut g = base.clone();
-    let out = g.outputs[0].clone();
-    let info = g.info(&out)?.clone();
-    g.inputs.push(SEED.into());
-    g.types.insert(SEED.into(), info);
-    let grads = append_gradients(&mut g, &[(out.clone(), SEED.into())], wrt)?;
-    g.outputs = vec![out];
-    g.outputs.extend(grads.iter().cloned());
-    dedup_outputs(&mut g);
-    Ok((g, grads))
-}
-
-/// Ones shaped like the first output of `g`, for [`SEED`].
-pub fn seed_ones(g: &Graph) -> Result<Tensor> {
-    let info = g.info(&g.outputs[0])?;
-    Ok(Tensor::full(info.dtype, &info.shape, 1.0))
-}
-
-/// Fetches an output by name.
-pub fn output<'o>(out: &'o Outputs, name: &str) -> Result<&'o Tensor> {
-    out.get(name).ok_or_else(|| anyhow!("program output '{name}' missing"))
-}
-
-/// Loads and runs a program in one go.
-pub fn load_and_run(engine: &dyn Engine, g: &Graph, bindings: &[(&str, &Tensor)]) -> Result<Outputs> {
-    let prog = engine.load(g)?;
-    prog.run(bindings)
-}
-
-/// All-ones input of the given shape and type (synflow).
-pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
-    Tensor::full(dtype, shape, 1.0)
 }
 
