@@ -15,6 +15,7 @@ pub mod onnx;
 pub mod output_path;
 pub mod proxies;
 pub mod report;
+pub mod scoring;
 pub mod search;
 pub mod inspect;
 
