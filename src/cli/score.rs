@@ -102,13 +102,7 @@ fn unscored(s: &Scored) -> Option<String> {
 
 /// A data source on disk must exist: a typo is one error, not one per model.
 fn check_source(source: &DataSource) -> Result<()> {
-    let paths: Vec<&PathBuf> = match source {
-        DataSource::Synthetic => vec![],
-        DataSource::Npy { inputs, targets } => vec![inputs, targets],
-        DataSource::NpyDir(p) | DataSource::Npz(p) | DataSource::Cifar10(p) | DataSource::Cifar100(p) => vec![p],
-        DataSource::ImageNet16(p) | DataSource::Images(p) => vec![p],
-    };
-    match paths.into_iter().find(|p| !p.exists()) {
+    match source.paths().into_iter().find(|p| !p.exists()) {
         Some(p) => anyhow::bail!("data source {source}: {} does not exist", p.display()),
         None => Ok(()),
     }

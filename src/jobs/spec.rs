@@ -196,14 +196,6 @@ fn rebase_source(base: &Path, s: DataSource) -> DataSource {
     }
 }
 
-fn source_paths(s: &DataSource) -> Vec<&Path> {
-    match s {
-        DataSource::Synthetic => vec![],
-        DataSource::Npy { inputs, targets } => vec![inputs, targets],
-        DataSource::NpyDir(p) | DataSource::Npz(p) | DataSource::Cifar10(p) | DataSource::Cifar100(p) | DataSource::ImageNet16(p) | DataSource::Images(p) => vec![p],
-    }
-}
-
 /// Reads and checks a job file. Every problem found is returned together. `ort`: the
 /// settings its engine is checked with.
 pub fn load(file: &Path, ort: &OrtOptions) -> Result<Job> {
@@ -362,7 +354,7 @@ fn check_batch_spec(c: &mut Checker, map: &serde_yaml::Mapping, base: &Path, ort
     let data = c.spelled::<DataSource>(map, "data", "a data source (synthetic | npy:DIR | npz:FILE | cifar10:DIR | ...)");
     if let Some(mut data) = data {
         data.value = rebase_source(base, data.value);
-        for p in source_paths(&data) {
+        for p in data.paths() {
             if !p.exists() {
                 c.err(&[key("data")], format!("no such file or folder: {}", p.display()));
             }
@@ -594,6 +586,23 @@ mod tests {
         assert_eq!(other.scoring, job.scoring);
         let default = parse(&dir.join("j.yaml"), "space: nb201\n").unwrap();
         assert_eq!(default.proxies, crate::proxies::PAPER_PROXIES);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_fingerprint_keeps_settings_as_written() {
+        let dir = std::env::temp_dir().join(format!("zc-spec-spelled-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("d")).unwrap();
+        let job = parse(&dir.join("j.yaml"), "space: nb201\nproxies: [params]\ndata: cifar-10:d\nbn: train\nnormalize: CIFAR10\ninput_shape: [1, 3, 8, 8]\n").unwrap();
+        // the data path is rebased for reading, but hashed as written; aliases are not renamed
+        assert_eq!(job.spec.data.value, DataSource::Cifar10(dir.join("d")));
+        let old = json!({
+            "proxies": ["params"], "data": "cifar-10:d", "batch_size": 64, "dataload": "random", "dataload_info": 1,
+            "num_classes": null, "seed": 0, "shuffle": false, "normalize": "CIFAR10", "input_shape": [1, 3, 8, 8], "bn": "train",
+            "precision": "f32", "engine": "auto",
+            "space": {"space": "nb201", "variant": null, "channels": null, "init_seed": 0},
+        });
+        assert_eq!(job.settings, fingerprint(&old.to_string()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
