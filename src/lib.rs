@@ -3,7 +3,8 @@
 //! The data flows top to bottom through the modules:
 //! `onnx` (load, canonicalise, infer shapes) → `autodiff` (append the reverse pass as ONNX
 //! nodes) → `engine` (run the program) → `proxies` (scores from the results). `data`
-//! supplies the batch.
+//! supplies the batch; `scoring` holds the settings of a run (`BatchSpec`) and scores one
+//! model with them, for the `score` command, batch `jobs` and the `search` oracle.
 
 pub mod autodiff;
 pub mod data;
@@ -16,6 +17,7 @@ pub mod output_path;
 pub mod proxies;
 pub mod rank;
 pub mod report;
+pub mod scoring;
 pub mod search;
 pub mod inspect;
 

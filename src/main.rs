@@ -7,7 +7,7 @@ mod cli;
 
 use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use cli::{ModelFailed, OrtArgs, Usage, EXIT_MODEL, EXIT_OK, EXIT_USAGE};
+use cli::{ModelFailed, Usage, EXIT_MODEL, EXIT_OK, EXIT_USAGE};
 
 const EXIT_STATUS_HELP: &str = "Exit status: 0 if every model was read and scored (a proxy that fails on a model is \
 reported in the output), 1 if at least one model could not be read or scored, 2 on a usage or input error not tied \
@@ -33,12 +33,7 @@ enum Command {
     /// lowered at import, removed) or why it has no gradient.
     Ops(cli::ops::OpsArgs),
     /// Score many models from a YAML job; resumable, JSON-lines results, shards.
-    Batch {
-        #[command(flatten)]
-        args: zerocost::jobs::BatchArgs,
-        #[command(flatten)]
-        ort: OrtArgs,
-    },
+    Batch(zerocost::jobs::BatchArgs),
     /// Join the JSON-lines outputs of shards, refusing conflicting duplicates.
     Merge(zerocost::jobs::MergeArgs),
     /// Rank correlation of each proxy with known accuracies.
@@ -95,10 +90,7 @@ fn run(command: Command) -> Result<i32> {
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Proxies(args) => cli::proxies::run(args),
         Command::Ops(args) => cli::ops::run(args),
-        Command::Batch { args, ort } => {
-            ort.apply();
-            zerocost::jobs::batch(args)
-        }
+        Command::Batch(args) => zerocost::jobs::batch(args),
         Command::Merge(args) => zerocost::jobs::merge(args),
         Command::Correlate(args) => zerocost::jobs::correlate(args),
         Command::Search(args) => zerocost::search::search(args),

@@ -48,7 +48,7 @@ fn write_program(args: GradGraphArgs) -> Result<i32> {
     shape.apply_budget();
     let m = Model::load(&model)?;
     let shapes = m.input_shapes(batch_size, shape.shape())?;
-    let g = m.canonical(&shapes, &CanonOptions { bn: shape.bn, ..Default::default() })?;
+    let g = m.canonical(&shapes, &CanonOptions { bn: *shape.bn, ..Default::default() })?;
     let layers = zerocost::onnx::layers::scored_layers(&g)?;
     let (weights, input) = match wrt {
         Wrt::Weights => (true, false),

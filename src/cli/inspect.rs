@@ -26,7 +26,7 @@ pub struct InspectArgs {
 pub fn run(args: InspectArgs) -> Result<i32> {
     args.shape.apply_budget();
     let info = Model::load(&args.model)
-        .and_then(|m| inspect::inspect(&m, args.batch_size, args.shape.shape(), args.shape.bn))
+        .and_then(|m| inspect::inspect(&m, args.batch_size, args.shape.shape(), *args.shape.bn))
         .map_err(|e| model_failed(&args.model, &e))?;
     let text = match args.format {
         Format::Table => inspect::render(&info),

@@ -1,14 +1,15 @@
 //! `zerocost score`: proxies of each model, written as a table, JSON, JSON lines or CSV.
 
-use super::{model_failed, parsed, positive, usage, Output, OrtArgs, ShapeArgs, EXIT_MODEL, EXIT_OK};
+use super::{model_failed, usage, Output, EXIT_MODEL, EXIT_OK};
 use anyhow::{Context, Result};
 use indexmap::IndexMap;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use zerocost::data::{load_batch, Batch, BatchRequest, DataSource, Dataload, Normalization};
-use zerocost::engine::{self, Engine};
+use zerocost::data::DataSource;
+use zerocost::engine::{self, Engine, OrtOptions};
 use zerocost::onnx::Model;
-use zerocost::proxies::{self, ProxyResult, ScoreOptions};
+use zerocost::proxies::{self, ProxyResult};
+use zerocost::scoring::{self, BatchSpec, Batches};
 use zerocost::report::{self, resolve_format, Format};
 
 #[derive(clap::Args)]
@@ -28,50 +29,8 @@ pub struct ScoreArgs {
     /// Explicit batch: int64 or int32 class targets (.npy).
     #[arg(long, requires = "inputs", value_name = "FILE")]
     targets: Option<PathBuf>,
-    /// Data source: synthetic | npy:DIR | npz:FILE | cifar10:DIR | cifar100:DIR | imagenet16:DIR | images:DIR.
-    #[arg(long, default_value = "synthetic", value_parser = parsed::<DataSource>, value_name = "SOURCE")]
-    data: DataSource,
-    /// Samples in the batch the proxies see.
-    #[arg(long, default_value_t = 64, value_parser = positive, value_name = "N")]
-    batch_size: usize,
-    /// random (the first k batches) or grasp (k samples per class, class order).
-    #[arg(long, default_value = "random", value_parser = parsed::<Dataload>)]
-    dataload: Dataload,
-    /// k of the dataload.
-    #[arg(long, default_value_t = 1, value_parser = positive, value_name = "K")]
-    dataload_info: usize,
-    /// Number of classes (default: the model's number of outputs).
-    #[arg(long, value_parser = positive, value_name = "N")]
-    num_classes: Option<usize>,
-    /// Seed of the synthetic data and of --shuffle.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Shuffle the data source (seeded) before taking samples.
-    #[arg(long)]
-    shuffle: bool,
-    /// Per-channel normalization of image data: none | cifar10 | cifar100 | imagenet | imagenet16.
-    #[arg(long, value_parser = parsed::<Normalization>, value_name = "NAME")]
-    normalize: Option<Normalization>,
     #[command(flatten)]
-    shape: ShapeArgs,
-    /// The graph output to score, for models with several (default: the first, named on
-    /// standard error). Nodes that do not lead to it are dropped before scoring.
-    #[arg(long, value_name = "NAME")]
-    output_name: Option<String>,
-    /// Engine: auto (ONNX Runtime's CPU provider when its library is found, else tract),
-    /// tract (embedded CPU engine), ort-cpu, ort-cuda, ort (CUDA if available).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "tract", "ort-cpu", "ort-cuda", "ort"])]
-    engine: String,
-    /// Threads for the engine's kernels (0: every core).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    threads: usize,
-    /// Floating-point precision of the data passes: f32 (default, as the paper's code) or
-    /// f64 (synflow is always f64).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f64"])]
-    precision: String,
-    /// Also report per-layer values.
-    #[arg(long)]
-    per_layer: bool,
+    spec: BatchSpec,
     /// Output format (default: the one the extension of -o names, else table): table,
     /// json (one array of per-model objects), jsonl (one object per line) or csv.
     #[arg(long, value_enum, value_name = "FORMAT")]
@@ -81,7 +40,7 @@ pub struct ScoreArgs {
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     #[command(flatten)]
-    ort: OrtArgs,
+    ort: OrtOptions,
 }
 
 /// One scored model.
@@ -93,7 +52,7 @@ struct Scored {
 }
 
 pub fn run(args: ScoreArgs) -> Result<i32> {
-    args.shape.apply_budget();
+    args.spec.shape.apply_budget();
     // everything that can be refused is refused before the first model
     let names = proxies::resolve_names(&args.proxies).map_err(|e| usage(format!("{e:#}")))?;
     if names.is_empty() {
@@ -105,15 +64,15 @@ pub fn run(args: ScoreArgs) -> Result<i32> {
     }
     let source = match (&args.inputs, &args.targets) {
         (Some(i), Some(t)) => DataSource::Npy { inputs: i.clone(), targets: t.clone() },
-        _ => args.data.clone(),
+        _ => args.spec.data.value.clone(),
     };
     check_source(&source)?;
-    args.ort.apply();
-    let engine = engine::by_name_with_threads(&args.engine, args.threads)?;
-    let mut writer = Writer { out: Output::new(args.output.clone()), format, per_layer: args.per_layer, json: Vec::new() };
+    let engine = engine::build(&args.spec.engine, args.spec.threads, &args.ort)?;
+    let mut writer = Writer { out: Output::new(args.output.clone()), format, per_layer: args.spec.per_layer, json: Vec::new() };
+    let batches = Batches::new(source);
     let mut failed = 0;
     for path in &args.models {
-        match score_model(&args, path, &source, &names, engine.as_ref()) {
+        match score_file(&args.spec, path, &batches, &names, engine.as_ref()) {
             Ok(s) => {
                 if let Some(why) = unscored(&s) {
                     eprintln!("zerocost: {}", model_failed(path, &anyhow::anyhow!("no proxy could be computed ({why})")));
@@ -143,34 +102,21 @@ fn unscored(s: &Scored) -> Option<String> {
 
 /// A data source on disk must exist: a typo is one error, not one per model.
 fn check_source(source: &DataSource) -> Result<()> {
-    let paths: Vec<&PathBuf> = match source {
-        DataSource::Synthetic => vec![],
-        DataSource::Npy { inputs, targets } => vec![inputs, targets],
-        DataSource::NpyDir(p) | DataSource::Npz(p) | DataSource::Cifar10(p) | DataSource::Cifar100(p) => vec![p],
-        DataSource::ImageNet16(p) | DataSource::Images(p) => vec![p],
-    };
-    match paths.into_iter().find(|p| !p.exists()) {
+    match source.paths().into_iter().find(|p| !p.exists()) {
         Some(p) => anyhow::bail!("data source {source}: {} does not exist", p.display()),
         None => Ok(()),
     }
 }
 
-/// Loads `path`, chooses its output, builds the batch and computes the proxies.
-fn score_model(args: &ScoreArgs, path: &Path, source: &DataSource, names: &[&str], engine: &dyn Engine) -> Result<Scored> {
+/// Loads `path`, chooses its output and scores it.
+fn score_file(spec: &BatchSpec, path: &Path, batches: &Batches, names: &[&str], engine: &dyn Engine) -> Result<Scored> {
     let mut model = Model::load(path)?;
     for note in &model.notes {
         eprintln!("zerocost: note: {}: {note}", model.path.display());
     }
-    choose_output(&mut model, args.output_name.as_deref())?;
-    let mut opts = ScoreOptions { bn: args.shape.bn, input_shape: args.shape.shape().map(<[usize]>::to_vec), float64: args.precision == "f64" };
-    if let (None, None, Some(inputs)) = (&opts.input_shape, model.sample_shape(), &args.inputs) {
-        // the explicit batch fixes the symbolic dimensions
-        opts.input_shape = Some(zerocost::npy_shape(inputs)?);
-    }
-    let batch = make_batch(args, &model, source, &opts)?;
-    let results = proxies::find_measures(&model, &batch, names, engine, &opts);
-    let layers = if args.per_layer { Some(zerocost::layer_names(&model, &opts, batch.len()).unwrap_or_default()) } else { None };
-    Ok(Scored { model: path.display().to_string(), batch: batch.len(), results, layers })
+    choose_output(&mut model, spec.output_name.as_deref())?;
+    let s = scoring::score_model(&model, spec, batches, names, engine)?;
+    Ok(Scored { model: path.display().to_string(), batch: s.batch, results: s.results, layers: s.layers })
 }
 
 /// Keeps the output to score; with several and no choice, the first, said on stderr.
@@ -185,25 +131,6 @@ fn choose_output(model: &mut Model, name: Option<&str>) -> Result<()> {
         None => return Ok(()),
     };
     zerocost::select_output(model, name)
-}
-
-fn make_batch(args: &ScoreArgs, model: &Model, source: &DataSource, opts: &ScoreOptions) -> Result<Batch> {
-    let sample = zerocost::sample_shape(model, opts.input_shape.as_deref())?;
-    let classes = match args.num_classes {
-        Some(c) => c,
-        None => zerocost::num_classes(model, opts)?,
-    };
-    let req = BatchRequest {
-        batch_size: args.batch_size,
-        dataload: args.dataload,
-        dataload_info: args.dataload_info,
-        num_classes: classes,
-        input_shape: sample,
-        seed: args.seed,
-        shuffle: args.shuffle,
-        normalization: args.normalize.clone(),
-    };
-    load_batch(source, &req)
 }
 
 /// Writes each scored model as soon as it is known, except JSON: one array at the end.

@@ -111,6 +111,18 @@ impl FromStr for DataSource {
     }
 }
 
+impl DataSource {
+    /// The files and folders the source reads (none for synthetic data).
+    pub fn paths(&self) -> Vec<&Path> {
+        match self {
+            DataSource::Synthetic => vec![],
+            DataSource::Npy { inputs, targets } => vec![inputs, targets],
+            DataSource::NpyDir(p) | DataSource::Npz(p) | DataSource::Cifar10(p) | DataSource::Cifar100(p) => vec![p],
+            DataSource::ImageNet16(p) | DataSource::Images(p) => vec![p],
+        }
+    }
+}
+
 impl fmt::Display for DataSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

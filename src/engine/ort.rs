@@ -4,13 +4,14 @@
 //! The runtime is not linked: `libonnxruntime` is loaded when the first `ort` engine is
 //! built (the `ort` crate's `load-dynamic`), so a build downloads nothing. It is looked for
 //! in this order:
+//! 0. the library the engine's settings name (`--ort-lib`),
 //! 1. `ORT_DYLIB_PATH` (the `ort` crate's own variable),
 //! 2. `ZEROCOST_ORT_LIB`,
 //! 3. the `onnxruntime` or `onnxruntime-gpu` Python package that `python3` imports
 //!    (`onnxruntime/capi/libonnxruntime.so.<version>`: the PyPI wheel exports the C API),
 //! 4. `libonnxruntime.so` on the system's library path.
 //!
-//! Engines: `ort-cpu`, `ort-cuda` (device `ZEROCOST_CUDA_DEVICE`, default 0) and `ort`
+//! Engines: `ort-cpu`, `ort-cuda` (device `--device-id`, else `ZEROCOST_CUDA_DEVICE`, else 0) and `ort`
 //! (CUDA when its provider can be initialised, else the CPU, with a notice). The CUDA
 //! provider is registered with `error_on_failure`, so `ort-cuda` never falls back to the CPU
 //! silently; its absence is one error that says what is missing.
@@ -22,14 +23,14 @@
 //! statistics, have CPU kernels). Any other program with float64 tensors, and on CUDA every
 //! one, is tried on ONNX Runtime first and goes to tract only when it cannot be prepared.
 //!
-//! Settings read from the environment (the CLI may map flags to them):
-//! `ZEROCOST_ORT_OPT` = disable | basic | extended | layout | all (graph optimisation level,
+//! Settings are given as values ([`OrtOptions`], the CLI's flags); each one left out is read
+//! from the environment: `ZEROCOST_ORT_OPT` = disable | basic | extended | layout | all (graph optimisation level,
 //! default disable: each program runs once, and the optimiser costs more than it saves), `ZEROCOST_CUDA_DEVICE` = N, `ZEROCOST_CUDA_TF32` = 1 (allow TF32 matrix
 //! products on the GPU; off by default so results match the CPU to float32 precision).
 //! ONNX Runtime's own log level follows `ORT_LOG` (default error).
 
 use super::tract::TractEngine;
-use super::{Engine, Outputs, Program};
+use super::{Engine, OrtOptions, Outputs, Program};
 use crate::onnx::composite::{program_for, Target};
 use crate::onnx::ir::{DType, Graph, Node, Tensor, TypeInfo};
 use crate::onnx::proto::to_model_proto;
@@ -80,7 +81,13 @@ static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
 
 /// The ONNX Runtime library, loaded on first use (once per process).
 pub fn runtime() -> Result<&'static Runtime> {
-    RUNTIME.get_or_init(|| load_runtime().map_err(|e| format!("{e:#}"))).as_ref().map_err(|e| anyhow!("{e}"))
+    runtime_at(None)
+}
+
+/// As [`runtime`]; when this call loads it, from `lib` if given (the first engine built
+/// decides for the process).
+pub fn runtime_at(lib: Option<&Path>) -> Result<&'static Runtime> {
+    RUNTIME.get_or_init(|| load_runtime(lib).map_err(|e| format!("{e:#}"))).as_ref().map_err(|e| anyhow!("{e}"))
 }
 
 /// Whether a runtime can be loaded; the reason when not (tests skip on it).
@@ -125,8 +132,12 @@ fn library_in_package(pkg: &Path) -> Option<PathBuf> {
 
 /// Candidate libraries: (path, where it came from, explicit), and notes on places that
 /// had none. An explicit choice that fails is an error; the others are tried in turn.
-fn candidates() -> (Vec<(PathBuf, String, bool)>, Vec<String>) {
+fn candidates(lib: Option<&Path>) -> (Vec<(PathBuf, String, bool)>, Vec<String>) {
     let (mut out, mut notes) = (Vec::new(), Vec::new());
+    if let Some(lib) = lib {
+        out.push((lib.to_path_buf(), "--ort-lib".to_string(), true));
+        return (out, notes);
+    }
     for var in ["ORT_DYLIB_PATH", LIB_ENV] {
         if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
             out.push((PathBuf::from(v), var.to_string(), true));
@@ -162,8 +173,8 @@ fn why_not_loadable(path: &Path) -> String {
     }
 }
 
-fn load_runtime() -> Result<Runtime> {
-    let (candidates, mut tried) = candidates();
+fn load_runtime(lib: Option<&Path>) -> Result<Runtime> {
+    let (candidates, mut tried) = candidates(lib);
     for (path, found_by, explicit) in candidates {
         // probe first: a clear message for an old runtime, and no panic inside `ort`
         let minor = match ort::util::probe(&path) {
@@ -227,6 +238,8 @@ pub fn parse_opt_level(s: &str) -> Result<GraphOptimizationLevel> {
 /// Settings of an ONNX Runtime engine.
 #[derive(Clone, Debug)]
 pub struct OrtConfig {
+    /// The library to load, if the engine is the first (else the search order above).
+    pub lib: Option<PathBuf>,
     pub provider: Provider,
     /// Intra-op threads; 0 lets ONNX Runtime choose (one per physical core).
     pub threads: usize,
@@ -236,16 +249,26 @@ pub struct OrtConfig {
 }
 
 impl OrtConfig {
-    /// Settings from the environment variables (see the module documentation).
-    pub fn from_env(provider: Provider, threads: usize) -> Result<OrtConfig> {
-        let opt_level = match std::env::var(OPT_ENV) {
-            Ok(s) if !s.trim().is_empty() => parse_opt_level(&s).with_context(|| format!("in {OPT_ENV}"))?,
+    /// Settings from `options`, each one left out from its environment variable (see the
+    /// module documentation).
+    pub fn new(provider: Provider, threads: usize, options: &OrtOptions) -> Result<OrtConfig> {
+        let opt_level = match (&options.ort_opt, std::env::var(OPT_ENV)) {
+            (Some(o), _) => parse_opt_level(o)?,
+            (None, Ok(s)) if !s.trim().is_empty() => parse_opt_level(&s).with_context(|| format!("in {OPT_ENV}"))?,
             // zerocost runs each program once: the optimiser costs more than it saves there
             // (examples/bench_vs_pytorch.py, README "Performance")
             _ => GraphOptimizationLevel::Disable,
         };
         let tf32 = matches!(std::env::var(TF32_ENV).as_deref().map(str::trim), Ok("1") | Ok("true") | Ok("yes"));
-        Ok(OrtConfig { provider, threads, opt_level, tf32 })
+        Ok(OrtConfig { lib: options.ort_lib.clone(), provider, threads, opt_level, tf32 })
+    }
+}
+
+/// The CUDA device id of `options`, else from `ZEROCOST_CUDA_DEVICE` (default 0).
+pub fn device_id(options: &OrtOptions) -> Result<i32> {
+    match options.device_id {
+        Some(d) => i32::try_from(d).map_err(|_| anyhow!("--device-id {d} is not a device number")),
+        None => device_from_env(),
     }
 }
 
@@ -304,36 +327,42 @@ impl OrtEngine {
     }
 
     fn unchecked(config: OrtConfig) -> Result<OrtEngine> {
-        runtime()?;
+        runtime_at(config.lib.as_deref())?;
         Ok(OrtEngine { tract: TractEngine::with_threads(config.threads), config })
     }
 
+    /// The CPU provider, configured from the environment.
     pub fn cpu(threads: usize) -> Result<OrtEngine> {
-        OrtEngine::new(OrtConfig::from_env(Provider::Cpu, threads)?)
+        OrtEngine::build("ort-cpu", threads, &OrtOptions::default())
     }
 
+    /// The CUDA provider on `device_id`, configured from the environment.
     pub fn cuda(device_id: i32, threads: usize) -> Result<OrtEngine> {
-        OrtEngine::new(OrtConfig::from_env(Provider::Cuda { device_id }, threads)?)
+        OrtEngine::new(OrtConfig::new(Provider::Cuda { device_id }, threads, &OrtOptions::default())?)
     }
 
-    /// CUDA when its provider can be initialised, else the CPU (with a notice on stderr).
+    /// CUDA when its provider can be initialised, else the CPU (with a notice on stderr),
+    /// configured from the environment.
     pub fn auto(threads: usize) -> Result<OrtEngine> {
-        let cuda = OrtEngine::unchecked(OrtConfig::from_env(Provider::Cuda { device_id: device_from_env()? }, threads)?)?;
-        match cuda.probe() {
-            Ok(()) => Ok(cuda),
-            Err(e) => {
-                eprintln!("note: --engine ort: CUDA is not available ({e:#}); using ONNX Runtime's CPU provider");
-                OrtEngine::cpu(threads)
-            }
-        }
+        OrtEngine::build("ort", threads, &OrtOptions::default())
     }
 
-    /// `ort-cpu`, `ort-cuda` or `ort` (auto).
-    pub fn by_name(name: &str, threads: usize) -> Result<OrtEngine> {
+    /// `ort-cpu`, `ort-cuda` or `ort` (CUDA when its provider can be initialised, else the
+    /// CPU, with a notice on stderr), with `options`.
+    pub fn build(name: &str, threads: usize, options: &OrtOptions) -> Result<OrtEngine> {
         match name {
-            "ort-cpu" => OrtEngine::cpu(threads),
-            "ort-cuda" => OrtEngine::cuda(device_from_env()?, threads),
-            "ort" => OrtEngine::auto(threads),
+            "ort-cpu" => OrtEngine::new(OrtConfig::new(Provider::Cpu, threads, options)?),
+            "ort-cuda" => OrtEngine::new(OrtConfig::new(Provider::Cuda { device_id: device_id(options)? }, threads, options)?),
+            "ort" => {
+                let cuda = OrtEngine::unchecked(OrtConfig::new(Provider::Cuda { device_id: device_id(options)? }, threads, options)?)?;
+                match cuda.probe() {
+                    Ok(()) => Ok(cuda),
+                    Err(e) => {
+                        eprintln!("note: --engine ort: CUDA is not available ({e:#}); using ONNX Runtime's CPU provider");
+                        OrtEngine::build("ort-cpu", threads, options)
+                    }
+                }
+            }
             other => bail!("unknown ONNX Runtime engine '{other}' (ort-cpu, ort-cuda or ort)"),
         }
     }

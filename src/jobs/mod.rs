@@ -60,6 +60,8 @@ pub struct BatchArgs {
     /// No progress bar or per-model lines (failures are still reported).
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub ort: crate::engine::OrtOptions,
 }
 
 /// `zerocost merge`
@@ -184,7 +186,7 @@ fn dry_run(job: &spec::Job, models: &[models::ModelRef], output: &std::path::Pat
 /// Exit code: 0 when every model of the run is scored, 1 when one failed (in this run or
 /// kept from an earlier one); errors (bad job, unwritable output) give 2 in `main`.
 pub fn batch(args: BatchArgs) -> Result<i32> {
-    let job = spec::load(&args.job)?;
+    let job = spec::load(&args.job, &args.ort)?;
     let env = |k: &str| std::env::var(k).ok();
     let shard = shard::resolve(args.shard.as_deref(), args.shard_count, job.shard_count, &env)?;
     let models = match &shard {
@@ -201,7 +203,7 @@ pub fn batch(args: BatchArgs) -> Result<i32> {
         bail!("--workers must be at least 1");
     }
     check_output(&output, args.output.is_some(), args.dry_run)?;
-    if let Some(b) = args.max_memory.or(job.max_memory) {
+    if let Some(b) = args.max_memory.or(job.spec.shape.max_memory) {
         crate::memory::set_max_memory(b);
     }
     let scope = match &shard {
@@ -242,7 +244,7 @@ pub fn batch(args: BatchArgs) -> Result<i32> {
             plural(workers.min(plan.tasks.len().max(1)), "worker")
         );
     }
-    let summary = run::run(&job, &plan.tasks, &mut store, &run::RunOptions { workers, quiet: args.quiet })?;
+    let summary = run::run(&job, &plan.tasks, &mut store, &run::RunOptions { workers, quiet: args.quiet, ort: args.ort.clone() })?;
     if plan.failed_before > 0 {
         eprintln!(
             "zerocost: {} failed earlier (kept as failed); rerun with --retry-failed to score {} again",

@@ -6,10 +6,10 @@ use super::models::ModelRef;
 use super::spec::Job;
 use super::merge::proxies_of;
 use super::store::{Record, Store};
-use crate::data::{load_batch, Batch, BatchRequest};
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, OrtOptions};
 use crate::onnx::Model;
-use crate::{proxies, report};
+use crate::report;
+use crate::scoring::{self, Batches, Scored};
 use anyhow::{anyhow, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Map, Value};
@@ -17,38 +17,8 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc;
 use std::time::Instant;
-
-/// Batches already built, by (per-sample shape, classes): models of one zoo usually share
-/// them, and real data sources are slow to read.
-type BatchCache = Mutex<HashMap<(Vec<usize>, usize), Arc<Batch>>>;
-
-
-fn batch_for(job: &Job, model: &Model, cache: &BatchCache) -> Result<Arc<Batch>> {
-    let sample = crate::sample_shape(model, job.options.input_shape.as_deref())?;
-    let classes = match job.num_classes {
-        Some(c) => c,
-        None => crate::num_classes(model, &job.options)?,
-    };
-    let k = (sample.clone(), classes);
-    if let Some(b) = cache.lock().unwrap().get(&k) {
-        return Ok(b.clone());
-    }
-    let req = BatchRequest {
-        batch_size: job.batch_size,
-        dataload: job.dataload,
-        dataload_info: job.dataload_info,
-        num_classes: classes,
-        input_shape: sample,
-        seed: job.seed,
-        shuffle: job.shuffle,
-        normalization: job.normalization.clone(),
-    };
-    let b = Arc::new(load_batch(&job.data, &req)?);
-    cache.lock().unwrap().insert(k, b.clone());
-    Ok(b)
-}
 
 /// One model to score, with the proxies it lacks (all of the job's for a new model).
 #[derive(Clone, Debug)]
@@ -108,17 +78,15 @@ pub fn plan(job: &Job, models: &[ModelRef], existing: &HashMap<String, Vec<Recor
 
 /// Scores one model with `names`; never fails: a problem becomes a `failed` record with its
 /// reason.
-pub fn score_model(job: &Job, m: &ModelRef, names: &[&str], engine: &dyn Engine, cache: &BatchCache) -> Value {
+pub fn score_model(job: &Job, m: &ModelRef, names: &[&str], engine: &dyn Engine, batches: &Batches) -> Value {
     let start = Instant::now();
     let scored = catch_unwind(AssertUnwindSafe(|| -> Result<Value> {
         let model = match &m.generated {
             Some(g) => Model::from_raw(m.id.clone(), g.build()?),
             None => Model::load(&m.path)?,
         };
-        let batch = batch_for(job, &model, cache)?;
-        let results = proxies::find_measures(&model, &batch, names, engine, &job.options);
-        let layers = if job.per_layer { Some(crate::layer_names(&model, &job.options, batch.len()).unwrap_or_default()) } else { None };
-        let mut v = report::score_json(&m.id, &engine.name(), batch.len(), &results, layers.as_deref());
+        let Scored { batch, results, layers } = scoring::score_model(&model, &job.spec, batches, names, engine)?;
+        let mut v = report::score_json(&m.id, &engine.name(), batch, &results, layers.as_deref());
         if !results.is_empty() && results.values().all(|r| r.value.is_none()) {
             let first = results.iter().find_map(|(n, r)| r.error.as_ref().map(|e| format!("{n}: {e}"))).unwrap_or_default();
             v["status"] = json!("failed");
@@ -176,6 +144,8 @@ pub struct Summary {
 pub struct RunOptions {
     pub workers: usize,
     pub quiet: bool,
+    /// ONNX Runtime's settings from the command line (a job file has none).
+    pub ort: OrtOptions,
 }
 
 /// Scores the `models` tasks (from `plan`) into `store`.
@@ -185,7 +155,7 @@ pub fn run(job: &Job, models: &[Task], store: &mut Store, opts: &RunOptions) -> 
         return Ok(summary);
     }
     let workers = opts.workers.clamp(1, models.len());
-    let engines: Vec<Box<dyn Engine>> = (0..workers).map(|_| engine::by_name_with_threads(&job.engine, job.threads)).collect::<Result<_>>()?;
+    let engines: Vec<Box<dyn Engine>> = (0..workers).map(|_| engine::build(&job.spec.engine, job.spec.threads, &opts.ort)).collect::<Result<_>>()?;
     let tty = std::io::stderr().is_terminal() && !opts.quiet;
     let bar = if tty { ProgressBar::with_draw_target(Some(models.len() as u64), ProgressDrawTarget::stderr()) } else { ProgressBar::hidden() };
     bar.set_style(
@@ -195,7 +165,7 @@ pub fn run(job: &Job, models: &[Task], store: &mut Store, opts: &RunOptions) -> 
     );
     bar.set_message("0 failed");
     bar.enable_steady_tick(std::time::Duration::from_millis(250));
-    let cache: BatchCache = Mutex::new(HashMap::new());
+    let batches = Batches::new(job.spec.data.value.clone());
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let start = Instant::now();
@@ -204,14 +174,14 @@ pub fn run(job: &Job, models: &[Task], store: &mut Store, opts: &RunOptions) -> 
         let (tx, rx) = mpsc::channel::<(usize, Value)>();
         for engine in &engines {
             let tx = tx.clone();
-            let (next, stop, cache) = (&next, &stop, &cache);
+            let (next, stop, batches) = (&next, &stop, &batches);
             s.spawn(move || loop {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(m) = models.get(i) else { break };
-                let record = score_model(job, &m.model, &m.proxies, engine.as_ref(), cache);
+                let record = score_model(job, &m.model, &m.proxies, engine.as_ref(), batches);
                 if tx.send((i, record)).is_err() {
                     break;
                 }

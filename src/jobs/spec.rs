@@ -9,8 +9,10 @@ use super::models::{self, ModelRef};
 use super::cells;
 use super::yaml::{key, kind, path_str, unknown_key, Doc, Problem, Problems, Seg};
 use crate::data::{DataSource, Dataload, Normalization};
+use crate::engine::OrtOptions;
 use crate::onnx::canon::BnMode;
-use crate::proxies::{self, ScoreOptions};
+use crate::proxies;
+use crate::scoring::{BatchSpec, Shape, Spelled};
 use anyhow::Result;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value as Json};
@@ -57,30 +59,20 @@ pub struct Job {
     /// Sorted by id, each once.
     pub models: Vec<ModelRef>,
     pub proxies: Vec<&'static str>,
-    pub data: DataSource,
-    pub batch_size: usize,
-    pub dataload: Dataload,
-    pub dataload_info: usize,
-    pub num_classes: Option<usize>,
-    pub seed: u64,
-    pub shuffle: bool,
-    pub normalization: Option<Normalization>,
-    pub options: ScoreOptions,
-    pub engine: String,
-    pub threads: usize,
-    pub per_layer: bool,
+    /// How each model is scored (data paths rebased on the job's folder; `threads`
+    /// defaults to 1, `max_memory` to the memory module's default).
+    pub spec: BatchSpec,
     pub output: PathBuf,
     pub workers: usize,
     pub shard_count: Option<usize>,
-    /// Memory budget in bytes (`max_memory: 8G`); `None`: the default (see `memory`).
-    pub max_memory: Option<u64>,
     /// Fingerprint of everything that changes a score (proxies, data, sampling, precision,
     /// engine), recorded in each result line.
     pub settings: String,
     /// The same without the proxy list: lines of one model scored for different proxies
     /// (proxies added to a job later) share it.
     pub scoring: String,
-    /// The settings other than the proxies, in fingerprint order.
+    /// The settings other than the proxies, in fingerprint order: the spec's serialisation,
+    /// and the network settings of a space.
     base: Map<String, Json>,
 }
 
@@ -132,6 +124,34 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A whole number of at least 1 under `k`; `default` when absent (or wrong).
+    fn positive(&mut self, map: &serde_yaml::Mapping, k: &str, default: usize) -> usize {
+        self.optional_positive(map, k).unwrap_or(default)
+    }
+
+    /// A whole number of at least 1 under `k`, if given.
+    fn optional_positive(&mut self, map: &serde_yaml::Mapping, k: &str) -> Option<usize> {
+        match self.get::<usize>(map, &[key(k)], "a positive whole number") {
+            Some(0) => {
+                self.err(&[key(k)], "must be at least 1");
+                None
+            }
+            n => n,
+        }
+    }
+
+    /// A string under `k` that parses as `T` (its text kept for the fingerprint).
+    fn spelled<T: std::str::FromStr<Err = anyhow::Error>>(&mut self, map: &serde_yaml::Mapping, k: &str, what: &str) -> Option<Spelled<T>> {
+        let text = self.get::<String>(map, &[key(k)], what)?;
+        match text.parse::<Spelled<T>>() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.err(&[key(k)], format!("{e:#}"));
+                None
+            }
+        }
+    }
+
     fn unknown_keys(&mut self, map: &serde_yaml::Mapping, path: &[Seg], known: &[&str]) {
         for k in map.keys() {
             match k.as_str() {
@@ -176,22 +196,20 @@ fn rebase_source(base: &Path, s: DataSource) -> DataSource {
     }
 }
 
-fn source_paths(s: &DataSource) -> Vec<&Path> {
-    match s {
-        DataSource::Synthetic => vec![],
-        DataSource::Npy { inputs, targets } => vec![inputs, targets],
-        DataSource::NpyDir(p) | DataSource::Npz(p) | DataSource::Cifar10(p) | DataSource::Cifar100(p) | DataSource::ImageNet16(p) | DataSource::Images(p) => vec![p],
-    }
-}
-
-/// Reads and checks a job file. Every problem found is returned together.
-pub fn load(file: &Path) -> Result<Job> {
+/// Reads and checks a job file. Every problem found is returned together. `ort`: the
+/// settings its engine is checked with.
+pub fn load(file: &Path, ort: &OrtOptions) -> Result<Job> {
     let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read the job file {}: {e}", file.display()))?;
-    parse(file, &text).map_err(|p| anyhow::Error::new(p))
+    parse_with(file, &text, ort).map_err(|p| anyhow::Error::new(p))
 }
 
 /// Checks the text of a job file (`file` names it in messages and anchors relative paths).
 pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
+    parse_with(file, text, &OrtOptions::default())
+}
+
+/// As [`parse`], checking the engine with ONNX Runtime's settings `ort`.
+pub fn parse_with(file: &Path, text: &str, ort: &OrtOptions) -> std::result::Result<Job, Problems> {
     let shown = file.display().to_string();
     let doc = Doc::parse(&shown, text).map_err(|p| Problems(vec![p]))?;
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -211,27 +229,73 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
     c.unknown_keys(map, &[], KEYS);
 
     let name: Option<String> = c.get(map, &[key("name")], "a string");
-    let root = match c.get::<String>(map, &[key("root")], "a folder") {
+    let root = check_root(&mut c, map, &base);
+    let (models, space_net) = check_models(&mut c, map, &base, &root);
+    let proxies = check_proxies(&mut c, map);
+    let spec = check_batch_spec(&mut c, map, &base, ort);
+    let workers = c.positive(map, "workers", 1);
+    let shard_count = c.optional_positive(map, "shard_count");
+    let output = match c.get::<String>(map, &[key("output")], "a file path") {
+        Some(o) => rebase(&base, Path::new(&o)),
+        None => {
+            let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "results".into());
+            rebase(&base, Path::new(&format!("{stem}.jsonl")))
+        }
+    };
+
+    if !c.problems.is_empty() {
+        c.problems.sort_by_key(|p| (p.line, p.column));
+        return Err(Problems(c.problems));
+    }
+    let Ok(Json::Object(mut fixed)) = serde_json::to_value(&spec) else { unreachable!("a spec serialises as an object") };
+    // a job without a space keeps the fingerprint it always had
+    if let Some(net) = space_net {
+        fixed.insert("space".into(), net);
+    }
+    let mut job = Job {
+        file: file.to_path_buf(),
+        name: name.unwrap_or_else(|| shown.clone()),
+        root,
+        models,
+        proxies,
+        spec,
+        output,
+        workers,
+        shard_count,
+        settings: String::new(),
+        scoring: fingerprint(&Json::Object(fixed.clone()).to_string()),
+        base: fixed,
+    };
+    job.settings = job.settings_for(&job.proxies);
+    Ok(job)
+}
+
+/// `root:`, a folder relative to the job's; the job's folder when absent.
+fn check_root(c: &mut Checker, map: &serde_yaml::Mapping, base: &Path) -> PathBuf {
+    match c.get::<String>(map, &[key("root")], "a folder") {
         Some(r) => {
-            let p = rebase(&base, Path::new(&r));
+            let p = rebase(base, Path::new(&r));
             if !p.is_dir() {
                 c.err(&[key("root")], format!("no such folder: {}", p.display()));
             }
             p
         }
-        None => base.clone(),
-    };
+        None => base.to_path_buf(),
+    }
+}
 
-    // models: files, and the cells of a built-in space
+/// `models:` (files, folders, globs, list files) and the cells of `space:`, sorted and each
+/// once; with the space's network settings for the fingerprint.
+fn check_models(c: &mut Checker, map: &serde_yaml::Mapping, base: &Path, root: &Path) -> (Vec<ModelRef>, Option<Json>) {
     let mut found: Vec<ModelRef> = Vec::new();
     let mut space_net = None;
     if let Some(v) = map.get("space").filter(|v| !v.is_null()) {
-        space_net = check_space(&mut c, &base, v, &mut found);
+        space_net = check_space(c, base, v, &mut found);
     }
     match map.get("models") {
         None | Some(Value::Null) => {
-            if doc.value.is_mapping() && !map.get("space").is_some_and(|v| !v.is_null()) {
-                c.problems.push(doc.problem(&[], "missing `models:` (files, folders, globs or list files to score) or `space:` (cells of nb201 or nb101)"));
+            if c.doc.value.is_mapping() && !map.get("space").is_some_and(|v| !v.is_null()) {
+                c.problems.push(c.doc.problem(&[], "missing `models:` (files, folders, globs or list files to score) or `space:` (cells of nb201 or nb101)"));
             }
         }
         Some(v) => {
@@ -243,124 +307,111 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
                 c.err(&[key("models")], "the list is empty");
             }
             for (path, entry) in entries {
-                check_model_entry(&mut c, &root, &path, entry, &mut found);
+                check_model_entry(c, root, &path, entry, &mut found);
             }
         }
     }
-    let models = models::dedup(found);
+    (models::dedup(found), space_net)
+}
 
-    // proxies
+/// `proxies:`: names (or groups such as `az_nas`), each once; the paper's when absent.
+fn check_proxies(c: &mut Checker, map: &serde_yaml::Mapping) -> Vec<&'static str> {
     let mut proxies: Vec<&'static str> = Vec::new();
-    match map.get("proxies") {
+    let v = match map.get("proxies") {
         // the same default as `zerocost score`
-        None | Some(Value::Null) => proxies = proxies::PAPER_PROXIES.to_vec(),
-        Some(v) => {
-            let items: Vec<(Vec<Seg>, &Value)> = match v {
-                Value::Sequence(seq) => seq.iter().enumerate().map(|(i, e)| (vec![key("proxies"), Seg::Index(i)], e)).collect(),
-                other => vec![(vec![key("proxies")], other)],
-            };
-            for (p, item) in items {
-                match item.as_str() {
-                    Some(s) => match proxies::resolve_names(&[s.to_string()]) {
-                        Ok(names) => {
-                            for n in names {
-                                if !proxies.contains(&n) {
-                                    proxies.push(n);
-                                }
-                            }
+        None | Some(Value::Null) => return proxies::PAPER_PROXIES.to_vec(),
+        Some(v) => v,
+    };
+    let items: Vec<(Vec<Seg>, &Value)> = match v {
+        Value::Sequence(seq) => seq.iter().enumerate().map(|(i, e)| (vec![key("proxies"), Seg::Index(i)], e)).collect(),
+        other => vec![(vec![key("proxies")], other)],
+    };
+    for (p, item) in items {
+        match item.as_str() {
+            Some(s) => match proxies::resolve_names(&[s.to_string()]) {
+                Ok(names) => {
+                    for n in names {
+                        if !proxies.contains(&n) {
+                            proxies.push(n);
                         }
-                        Err(e) => c.err(&p, format!("{e:#}")),
-                    },
-                    None => c.err(&p, format!("expected a proxy name, found {}", kind(item))),
+                    }
                 }
-            }
-            if proxies.is_empty() && c.problems.is_empty() {
-                c.err(&[key("proxies")], "no proxy named");
-            }
+                Err(e) => c.err(&p, format!("{e:#}")),
+            },
+            None => c.err(&p, format!("expected a proxy name, found {}", kind(item))),
         }
     }
+    if proxies.is_empty() && c.problems.is_empty() {
+        c.err(&[key("proxies")], "no proxy named");
+    }
+    proxies
+}
 
-    // data and sampling
-    let data_spec = c.get::<String>(map, &[key("data")], "a data source (synthetic | npy:DIR | npz:FILE | cifar10:DIR | ...)").unwrap_or_else(|| "synthetic".into());
-    let data = match data_spec.parse::<DataSource>() {
-        Ok(s) => {
-            let s = rebase_source(&base, s);
-            for p in source_paths(&s) {
-                if !p.exists() {
-                    c.err(&[key("data")], format!("no such file or folder: {}", p.display()));
-                }
+/// The keys of the job that are `zerocost score`'s flags, with the same defaults except
+/// `threads` (1: the workers run in parallel instead).
+fn check_batch_spec(c: &mut Checker, map: &serde_yaml::Mapping, base: &Path, ort: &OrtOptions) -> BatchSpec {
+    let mut spec = BatchSpec::default();
+    let data = c.spelled::<DataSource>(map, "data", "a data source (synthetic | npy:DIR | npz:FILE | cifar10:DIR | ...)");
+    if let Some(mut data) = data {
+        data.value = rebase_source(base, data.value);
+        for p in data.paths() {
+            if !p.exists() {
+                c.err(&[key("data")], format!("no such file or folder: {}", p.display()));
             }
-            s
         }
+        spec.data = data;
+    }
+    spec.batch_size = c.positive(map, "batch_size", 64);
+    spec.dataload_info = c.positive(map, "dataload_info", 1);
+    spec.threads = c.positive(map, "threads", 1);
+    spec.shape.max_memory = check_max_memory(c, map);
+    if let Some(d) = c.spelled::<Dataload>(map, "dataload", "random or grasp") {
+        spec.dataload = d.value;
+    }
+    spec.num_classes = c.optional_positive(map, "num_classes");
+    spec.seed = c.get::<u64>(map, &[key("seed")], "a whole number").unwrap_or(0);
+    spec.shuffle = c.get::<bool>(map, &[key("shuffle")], "true or false").unwrap_or(false);
+    spec.per_layer = c.get::<bool>(map, &[key("per_layer")], "true or false").unwrap_or(false);
+    spec.normalize = c.spelled::<Normalization>(map, "normalize", "none | cifar10 | cifar100 | imagenet | imagenet16");
+    spec.shape.input_shape = check_input_shape(c, map).map(Shape);
+    if let Some(bn) = c.spelled::<BnMode>(map, "bn", "batch or running") {
+        spec.shape.bn = bn;
+    }
+    if let Some(precision) = c.get::<String>(map, &[key("precision")], "f64 or f32") {
+        if precision != "f64" && precision != "f32" {
+            c.err(&[key("precision")], format!("unknown precision `{precision}` (f64 or f32)"));
+        }
+        spec.precision = precision;
+    }
+    if let Some(engine) = c.get::<String>(map, &[key("engine")], "an engine name") {
+        spec.engine = engine;
+    }
+    if let Err(e) = crate::engine::build(&spec.engine, 1, ort) {
+        c.err(&[key("engine")], format!("{e:#}"));
+    }
+    spec
+}
+
+/// `max_memory:` a size such as 8G or 512M.
+fn check_max_memory(c: &mut Checker, map: &serde_yaml::Mapping) -> Option<u64> {
+    let v = map.get("max_memory")?;
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    match crate::memory::parse_size(&text) {
+        Ok(b) => Some(b),
         Err(e) => {
-            c.err(&[key("data")], format!("{e:#}"));
-            DataSource::Synthetic
-        }
-    };
-    let positive = |c: &mut Checker, k: &str, default: usize| -> usize {
-        match c.get::<usize>(map, &[key(k)], "a positive whole number") {
-            Some(0) => {
-                c.err(&[key(k)], "must be at least 1");
-                default
-            }
-            Some(n) => n,
-            None => default,
-        }
-    };
-    let batch_size = positive(&mut c, "batch_size", 64);
-    let dataload_info = positive(&mut c, "dataload_info", 1);
-    let threads = positive(&mut c, "threads", 1);
-    let workers = positive(&mut c, "workers", 1);
-    let max_memory = match map.get("max_memory") {
-        None => None,
-        Some(v) => {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                _ => String::new(),
-            };
-            match crate::memory::parse_size(&text) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    c.err(&[key("max_memory")], e);
-                    None
-                }
-            }
-        }
-    };
-    let dataload = match c.get::<String>(map, &[key("dataload")], "random or grasp") {
-        Some(s) => s.parse::<Dataload>().unwrap_or_else(|e| {
-            c.err(&[key("dataload")], format!("{e:#}"));
-            Dataload::Random
-        }),
-        None => Dataload::Random,
-    };
-    let num_classes = match c.get::<usize>(map, &[key("num_classes")], "a positive whole number") {
-        Some(0) => {
-            c.err(&[key("num_classes")], "must be at least 1");
+            c.err(&[key("max_memory")], e);
             None
         }
-        n => n,
-    };
-    let shard_count = match c.get::<usize>(map, &[key("shard_count")], "a positive whole number") {
-        Some(0) => {
-            c.err(&[key("shard_count")], "must be at least 1");
-            None
-        }
-        n => n,
-    };
-    let seed = c.get::<u64>(map, &[key("seed")], "a whole number").unwrap_or(0);
-    let shuffle = c.get::<bool>(map, &[key("shuffle")], "true or false").unwrap_or(false);
-    let per_layer = c.get::<bool>(map, &[key("per_layer")], "true or false").unwrap_or(false);
-    let normalize_spec: Option<String> = c.get(map, &[key("normalize")], "none | cifar10 | cifar100 | imagenet | imagenet16");
-    let normalization = normalize_spec.as_ref().and_then(|s| match s.parse::<Normalization>() {
-        Ok(n) => Some(n),
-        Err(e) => {
-            c.err(&[key("normalize")], format!("{e:#}"));
-            None
-        }
-    });
-    let input_shape: Option<Vec<usize>> = match map.get("input_shape") {
+    }
+}
+
+/// `input_shape:` as `1x3x32x32` or a list, at least two positive sizes.
+fn check_input_shape(c: &mut Checker, map: &serde_yaml::Mapping) -> Option<Vec<usize>> {
+    match map.get("input_shape") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => match s.split(['x', ',']).map(|d| d.trim().parse::<usize>()).collect::<Result<Vec<_>, _>>() {
             Ok(v) if v.len() >= 2 && !v.contains(&0) => Some(v),
@@ -377,79 +428,7 @@ pub fn parse(file: &Path, text: &str) -> std::result::Result<Job, Problems> {
             }
             None => None,
         },
-    };
-    let bn_spec = c.get::<String>(map, &[key("bn")], "batch or running").unwrap_or_else(|| "batch".into());
-    let bn = bn_spec.parse::<BnMode>().unwrap_or_else(|e| {
-        c.err(&[key("bn")], format!("{e:#}"));
-        BnMode::Batch
-    });
-    let precision = c.get::<String>(map, &[key("precision")], "f64 or f32").unwrap_or_else(|| "f32".into());
-    if precision != "f64" && precision != "f32" {
-        c.err(&[key("precision")], format!("unknown precision `{precision}` (f64 or f32)"));
     }
-    let engine = c.get::<String>(map, &[key("engine")], "an engine name").unwrap_or_else(|| "auto".into());
-    if let Err(e) = crate::engine::by_name(&engine) {
-        c.err(&[key("engine")], format!("{e:#}"));
-    }
-    let output = match c.get::<String>(map, &[key("output")], "a file path") {
-        Some(o) => rebase(&base, Path::new(&o)),
-        None => {
-            let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "results".into());
-            rebase(&base, Path::new(&format!("{stem}.jsonl")))
-        }
-    };
-
-    if !c.problems.is_empty() {
-        c.problems.sort_by_key(|p| (p.line, p.column));
-        return Err(Problems(c.problems));
-    }
-    let mut fixed = json!({
-        "data": data_spec,
-        "batch_size": batch_size,
-        "dataload": dataload.to_string(),
-        "dataload_info": dataload_info,
-        "num_classes": num_classes,
-        "seed": seed,
-        "shuffle": shuffle,
-        "normalize": normalize_spec,
-        "input_shape": input_shape,
-        "bn": bn_spec,
-        "precision": precision,
-        "engine": engine,
-    });
-    // a job without a space keeps the fingerprint it always had
-    if let Some(net) = space_net {
-        fixed["space"] = net;
-    }
-    let Json::Object(fixed) = fixed else { unreachable!("built as an object") };
-    let mut job = Job {
-        file: file.to_path_buf(),
-        name: name.unwrap_or_else(|| shown.clone()),
-        root,
-        models,
-        proxies,
-        data,
-        batch_size,
-        dataload,
-        dataload_info,
-        num_classes,
-        seed,
-        shuffle,
-        normalization,
-        options: ScoreOptions { bn, input_shape, float64: precision == "f64" },
-        engine,
-        threads,
-        max_memory,
-        per_layer,
-        output,
-        workers,
-        shard_count,
-        settings: String::new(),
-        scoring: fingerprint(&Json::Object(fixed.clone()).to_string()),
-        base: fixed,
-    };
-    job.settings = job.settings_for(&job.proxies);
-    Ok(job)
 }
 
 /// `space:`: a space name (every cell), or a mapping with `name` and the options of
@@ -607,6 +586,23 @@ mod tests {
         assert_eq!(other.scoring, job.scoring);
         let default = parse(&dir.join("j.yaml"), "space: nb201\n").unwrap();
         assert_eq!(default.proxies, crate::proxies::PAPER_PROXIES);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_fingerprint_keeps_settings_as_written() {
+        let dir = std::env::temp_dir().join(format!("zc-spec-spelled-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("d")).unwrap();
+        let job = parse(&dir.join("j.yaml"), "space: nb201\nproxies: [params]\ndata: cifar-10:d\nbn: train\nnormalize: CIFAR10\ninput_shape: [1, 3, 8, 8]\n").unwrap();
+        // the data path is rebased for reading, but hashed as written; aliases are not renamed
+        assert_eq!(job.spec.data.value, DataSource::Cifar10(dir.join("d")));
+        let old = json!({
+            "proxies": ["params"], "data": "cifar-10:d", "batch_size": 64, "dataload": "random", "dataload_info": 1,
+            "num_classes": null, "seed": 0, "shuffle": false, "normalize": "CIFAR10", "input_shape": [1, 3, 8, 8], "bn": "train",
+            "precision": "f32", "engine": "auto",
+            "space": {"space": "nb201", "variant": null, "channels": null, "init_seed": 0},
+        });
+        assert_eq!(job.settings, fingerprint(&old.to_string()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

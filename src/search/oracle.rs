@@ -3,11 +3,12 @@
 //! ([`Scorer`]) that can persist to a JSON-lines file.
 
 use super::space::Space;
-use crate::data::{load_batch, Batch, BatchRequest, DataSource};
+use crate::data::DataSource;
 use crate::engine::tract::TractEngine;
 use crate::onnx::Model;
 use crate::proxies::value::{score_from_json, score_to_json};
-use crate::proxies::{direction_of, find_measures, Direction, ScoreOptions};
+use crate::proxies::{direction_of, Direction};
+use crate::scoring::{score_model, BatchSpec, Batches};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::collections::HashMap;
@@ -81,8 +82,9 @@ pub struct NetworkOracle {
     /// one pass): their values wait in `shared` for the sibling oracles.
     pub group: Vec<&'static str>,
     pub shared: SharedScores,
-    pub batch: Batch,
-    pub opts: ScoreOptions,
+    /// Synthetic data, float64 passes, tract: the settings the cache id records.
+    pub spec: BatchSpec,
+    pub batches: Batches,
     pub jobs: usize,
     /// Describes the network settings (channels, seed, ...) for the cache id.
     pub settings: String,
@@ -93,16 +95,25 @@ pub struct NetworkOracle {
 impl NetworkOracle {
     /// A synthetic batch of `batch_size` samples (`seed`) for `num_classes` classes.
     pub fn new(proxy: &'static str, batch_size: usize, num_classes: usize, image_size: usize, data_seed: u64, settings: String, jobs: usize) -> Result<NetworkOracle> {
-        let req = BatchRequest { batch_size, num_classes, input_shape: vec![3, image_size, image_size], seed: data_seed, ..Default::default() };
-        let batch = load_batch(&DataSource::Synthetic, &req)?;
+        let spec = BatchSpec {
+            batch_size,
+            num_classes: Some(num_classes),
+            seed: data_seed,
+            engine: "tract".into(),
+            // float64 passes, as the settings string records
+            precision: "f64".into(),
+            ..BatchSpec::default()
+        };
+        // the networks of a space share one input shape: one batch, built here
+        let batches = Batches::new(DataSource::Synthetic);
+        batches.prepare(&spec, vec![3, image_size, image_size], num_classes)?;
         let settings = format!("{settings} batch={batch_size} data_seed={data_seed} f64");
         Ok(NetworkOracle {
             proxy,
             group: vec![proxy],
             shared: Default::default(),
-            batch,
-            // float64 passes, as the settings string records
-            opts: ScoreOptions { float64: true, ..Default::default() },
+            spec,
+            batches,
             jobs: jobs.max(1),
             settings,
             progress: false,
@@ -131,7 +142,7 @@ impl NetworkOracle {
         }
         let res = space.build(a).and_then(|raw| {
             let model = Model::from_raw(format!("{} {}", space.name(), key), raw);
-            let r = find_measures(&model, &self.batch, &self.group, engine, &self.opts);
+            let r = score_model(&model, &self.spec, &self.batches, &self.group, engine)?.results;
             let mut shared = self.shared.lock().unwrap();
             let value = |p: &str| {
                 let pr = &r[p];
