@@ -25,8 +25,7 @@
 //! /// d(x³) = 3x²·g.
 //! fn cube(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> Grads {
 //!     let x2 = b.mul(&n.inputs[0], &n.inputs[0])?;
-//!     let three = b.scalar_like(&n.inputs[0], 3.0)?;
-//!     let d = b.mul(&x2, &three)?;
+//!     let d = b.mul_scalar(&x2, 3.0)?;
 //!     Ok(vec![Some(b.mul(gy0(gy)?, &d)?)])
 //! }
 //!
@@ -34,8 +33,11 @@
 //!     Ok(arg(g, n, 0)?.mapv(|x| x * x * x))
 //! }
 //!
+//! // in the file's tests: finite differences, first and second order (check_op)
 //! #[test]
-//! fn cube() { unary("Cube", ..) }   // check_op: finite differences, first and second order
+//! fn cube() {
+//!     unary("Cube", rand_tensor(&[2, 3], 1));
+//! }
 //! ```
 //!
 //! An op rewritten at import (`OpDef::lowered`) names its lowering's target ops; the
