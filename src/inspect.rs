@@ -1,6 +1,6 @@
 //! `zerocost inspect`: what a model holds and whether every op can be differentiated.
 
-use crate::autodiff::rules::is_differentiable;
+use crate::ops::is_differentiable;
 use crate::onnx::canon::{parameter_names, BnMode, CanonOptions};
 use crate::onnx::ir::Graph;
 use crate::onnx::layers::{scored_layers, ScoredLayer};
@@ -125,7 +125,7 @@ pub fn render(i: &Inspection) -> String {
 
 /// A file op's status, from the ops table (`zerocost ops`) and the canonical graph.
 fn op_status(i: &Inspection, op: &str) -> &'static str {
-    let listed = crate::onnx::ops::lookup(op);
+    let listed = crate::ops::lookup(op);
     if listed.is_none() {
         "NOT SUPPORTED (see `zerocost ops`)"
     } else if listed.is_some_and(|o| o.differentiable()) {

@@ -13,6 +13,7 @@ pub mod error_text;
 pub mod jobs;
 pub mod memory;
 pub mod onnx;
+pub mod ops;
 pub mod output_path;
 pub mod proxies;
 pub mod rank;

@@ -1,11 +1,11 @@
 //! Reverse-mode differentiation of an ONNX graph into ONNX: walks the graph backwards
 //! from the seeded tensors and appends, for every node on a path between a wanted tensor
-//! and a seed, the nodes of its vector-Jacobian product (see `rules`). The result is an
-//! ordinary graph, so it runs on any engine, and it can be differentiated again (GraSP's
-//! Hessian-gradient product is the gradient of a gradient program).
+//! and a seed, the nodes of its vector-Jacobian product (the op's rule in the registry,
+//! `ops`). The result is an ordinary graph, so it runs on any engine, and it can be
+//! differentiated again (GraSP's Hessian-gradient product is the gradient of a gradient
+//! program).
 
 pub mod check;
-pub mod rules;
 
 use crate::onnx::builder::Builder;
 use crate::onnx::ir::Graph;
@@ -62,7 +62,7 @@ pub fn append_gradients(g: &mut Graph, seeds: &[(String, String)], wrt: &[String
         if gy.iter().all(|x| x.is_none()) {
             continue;
         }
-        let rule = rules::rule_for(&node.op).ok_or_else(|| {
+        let rule = crate::ops::rule_for(&node.op).ok_or_else(|| {
             anyhow!("{}: no gradient rule for op {} ({}); `zerocost ops` lists how each op is handled", b.g.source, node.op, node.describe())
         })?;
         let gx = rule(&mut b, &node, &gy, &wants)

@@ -1,10 +1,10 @@
 //! `zerocost ops`: every op zerocost accepts, the opsets whose form it reads, and how it is
 //! handled (a gradient rule and its family, lowered at import into what, removed at import,
-//! or no gradient and why). The table is `zerocost::onnx::ops`.
+//! or no gradient and why). The table is read from the op registry, `zerocost::ops`.
 
 use super::{print, EXIT_OK};
 use anyhow::Result;
-use zerocost::onnx::ops::{rows, OpRow, LATEST_OPSET};
+use zerocost::ops::{rows, OpRow, LATEST_OPSET};
 use zerocost::report::{align, csv_line, Format};
 
 #[derive(clap::Args)]
@@ -27,7 +27,7 @@ fn table(rows: &[OpRow]) -> String {
         t.push(vec![r.op.into(), format!("{}-{}", r.since, r.until), r.handling.into(), detail]);
     }
     format!(
-        "{}\nrule: a gradient rule (detail: its family in src/autodiff/rules/); lowered: rewritten at import into \
+        "{}\nrule: a gradient rule (detail: its family in src/ops/); lowered: rewritten at import into \
          ops with rules; removed: dropped at import; no-gradient: runs, no gradient flows through it.\n\
          Opsets: the forms import reads (up to opset {LATEST_OPSET}).\n",
         align(&t, &[false; 4], "")

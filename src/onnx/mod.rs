@@ -11,7 +11,6 @@ pub mod ir;
 pub mod layers;
 pub mod lower;
 pub mod model;
-pub mod ops;
 pub mod proto;
 pub mod sequence;
 pub mod weights;

@@ -39,11 +39,6 @@ impl Model {
         Model { path: path.into(), raw, notes: Vec::new(), weight_origins: IndexMap::new() }
     }
 
-    /// Name of the (first) data input.
-    pub fn input_name(&self) -> &str {
-        &self.raw.input_decls[0].name
-    }
-
     /// Batch size written in the file (first dimension of the first input), if static.
     pub fn export_batch(&self) -> Option<usize> {
         self.raw.input_decls[0].dims.first().copied().flatten()

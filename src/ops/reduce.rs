@@ -3,26 +3,86 @@
 //! read in either form (attribute or constant input) with `reduce_axes`; an empty axes
 //! list with `noop_with_empty_axes = 1` makes the op an identity.
 
-use super::{gy0, Rule};
+use super::{Fold, OpDef};
+use crate::onnx::fold::arg;
+use crate::onnx::infer::{axis, input, same_as_input};
+use crate::onnx::ir::{DType, Graph, TypeInfo};
+use ndarray::{ArrayD, Axis, IxDyn};
+use super::{gy0, Grads};
 use crate::onnx::builder::Builder;
 use crate::onnx::infer::reduce_axes;
 use crate::onnx::ir::{Attr, Node};
 use anyhow::Result;
 
-type Grads = Result<Vec<Option<String>>>;
+pub const OPS: &[OpDef] = &[
+    OpDef::rule("ReduceSum", 1, "axes as attribute (< 13) or input", infer_reduce, reduce_sum).folds(Fold::Values(fold_reduce_sum)),
+    OpDef::rule("ReduceMean", 1, "axes as attribute (< 18) or input", infer_reduce, reduce_mean),
+    OpDef::rule("ReduceMax", 1, "ties share the gradient", infer_reduce, reduce_max_min).folds(Fold::Values(fold_reduce_max)),
+    OpDef::rule("ReduceMin", 1, "ties share the gradient", infer_reduce, reduce_max_min).folds(Fold::Values(fold_reduce_min)),
+    OpDef::rule("ReduceSumSquare", 1, "", infer_reduce, reduce_sum_square),
+    OpDef::rule("ReduceL1", 1, "", infer_reduce, reduce_l1),
+    OpDef::rule("ReduceL2", 1, "", infer_reduce, reduce_l2),
+    OpDef::rule("ReduceLogSumExp", 1, "", infer_reduce, reduce_log_sum_exp),
+    OpDef::rule("CumSum", 11, "exclusive, reverse, negative axis", same_as_input, cumsum),
+    OpDef::no_rule_yet("ReduceProd", 1, infer_reduce).folds(Fold::Values(fold_reduce_prod)),
+    OpDef::int_bool("ArgMax", 1, infer_arg),
+    OpDef::int_bool("ArgMin", 1, infer_arg),
+];
 
-pub fn rule(op: &str) -> Option<Rule> {
-    Some(match op {
-        "ReduceSum" => reduce_sum,
-        "ReduceMean" => reduce_mean,
-        "ReduceMax" | "ReduceMin" => reduce_max_min,
-        "ReduceSumSquare" => reduce_sum_square,
-        "ReduceL1" => reduce_l1,
-        "ReduceL2" => reduce_l2,
-        "ReduceLogSumExp" => reduce_log_sum_exp,
-        "CumSum" => cumsum,
-        _ => return None,
-    })
+fn infer_reduce(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let xi = input(g, n, 0)?;
+    let axes = reduce_axes(g, n, xi.rank())?;
+    let keep = n.int("keepdims", 1) == 1;
+    let mut s = Vec::new();
+    for (i, &d) in xi.shape.iter().enumerate() {
+        if axes.contains(&i) {
+            if keep {
+                s.push(1);
+            }
+        } else {
+            s.push(d);
+        }
+    }
+    Ok(vec![TypeInfo::new(xi.dtype, s)])
+}
+
+fn infer_arg(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let xi = input(g, n, 0)?;
+    let a = axis(n.int("axis", 0), xi.rank())?;
+    let mut s = xi.shape.clone();
+    if n.int("keepdims", 1) == 1 {
+        s[a] = 1;
+    } else {
+        s.remove(a);
+    }
+    Ok(vec![TypeInfo::new(DType::I64, s)])
+}
+
+/// Reduces the constant input along each reduced axis, last first.
+fn fold_reduce(g: &Graph, n: &Node, shape: &[usize], reduce: impl Fn(&ArrayD<f64>, Axis) -> ArrayD<f64>) -> Result<ArrayD<f64>> {
+    let data = arg(g, n, 0)?;
+    let axes = reduce_axes(g, n, data.ndim())?;
+    let mut cur = data;
+    for &a in axes.iter().rev() {
+        cur = reduce(&cur, Axis(a));
+    }
+    Ok(cur.into_shape_with_order(IxDyn(shape))?)
+}
+
+fn fold_reduce_sum(g: &Graph, n: &Node, shape: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    fold_reduce(g, n, shape, |c, a| c.sum_axis(a))
+}
+
+fn fold_reduce_prod(g: &Graph, n: &Node, shape: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    fold_reduce(g, n, shape, |c, a| c.map_axis(a, |v| v.iter().product()))
+}
+
+fn fold_reduce_max(g: &Graph, n: &Node, shape: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    fold_reduce(g, n, shape, |c, a| c.map_axis(a, |v| v.iter().cloned().fold(f64::NEG_INFINITY, f64::max)))
+}
+
+fn fold_reduce_min(g: &Graph, n: &Node, shape: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    fold_reduce(g, n, shape, |c, a| c.map_axis(a, |v| v.iter().cloned().fold(f64::INFINITY, f64::min)))
 }
 
 /// The reduced axes and the input shape of a Reduce* node.

@@ -4,25 +4,82 @@
 //! back in place with shifted Pads and an interleave, and Resize sums the copies of each
 //! input value.
 
+use super::OpDef;
+use crate::onnx::infer::{const_ints, input};
+use crate::onnx::ir::{Graph, TypeInfo};
 use crate::onnx::composite::{kernel_offsets, window_slice};
-use super::{gy0, Rule};
+use super::{gy0, Grads};
 use crate::onnx::builder::Builder;
 use crate::onnx::geometry::{window, Window};
 use crate::onnx::infer::const_floats;
 use crate::onnx::ir::{Attr, DType, Node, Tensor};
 use anyhow::{anyhow, bail, Result};
 
-type Grads = Result<Vec<Option<String>>>;
+pub const OPS: &[OpDef] = &[
+    OpDef::rule("MaxPool", 1, "the indices output has no gradient", infer_pool, max_pool),
+    OpDef::rule("AveragePool", 1, "", infer_pool, average_pool),
+    OpDef::rule("GlobalMaxPool", 1, "", infer_global_pool, global_max_pool),
+    OpDef::rule("GlobalAveragePool", 1, "", infer_global_pool, global_average_pool),
+    OpDef::rule(
+        "Resize",
+        10,
+        "nearest by a rule; linear and cubic lowered to MatMul (see below); no antialias, axes, tf_crop_and_resize",
+        infer_resize,
+        resize,
+    ),
+    OpDef::lowered("Upsample", 7, "Resize (asymmetric coordinates, floor rounding)", "scales as attribute (7) or input (9)", infer_resize).until(9),
+    OpDef::no_rule_yet("LpPool", 1, infer_pool),
+];
 
-pub fn rule(op: &str) -> Option<Rule> {
-    Some(match op {
-        "MaxPool" => max_pool,
-        "AveragePool" => average_pool,
-        "GlobalMaxPool" => global_max_pool,
-        "GlobalAveragePool" => global_average_pool,
-        "Resize" => resize,
-        _ => return None,
-    })
+/// The pooled output and, for MaxPool when asked for, the indices.
+fn infer_pool(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let xi = input(g, n, 0)?;
+    if xi.rank() < 3 {
+        bail!("{} wants an input of rank >= 3, got {:?}", n.op, xi.shape);
+    }
+    let k: Vec<usize> = n
+        .ints("kernel_shape")
+        .ok_or_else(|| anyhow!("pooling without kernel_shape"))?
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
+    let win = window(n, &xi.shape[2..], &k, n.int("ceil_mode", 0) == 1)?;
+    let mut s = xi.shape[..2].to_vec();
+    s.extend(win.out);
+    let mut v = vec![TypeInfo::new(xi.dtype, s.clone())];
+    if n.outputs.len() > 1 {
+        v.push(TypeInfo::new(DType::I64, s));
+    }
+    Ok(v)
+}
+
+fn infer_global_pool(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let xi = input(g, n, 0)?;
+    let mut s = xi.shape[..2].to_vec();
+    s.extend(std::iter::repeat_n(1, xi.rank() - 2));
+    Ok(vec![TypeInfo::new(xi.dtype, s)])
+}
+
+/// Resize's sizes, else its scales (attribute, or input 2; Upsample's input 1).
+fn infer_resize(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let xi = input(g, n, 0)?;
+    let op = n.op.as_str();
+    let (scales_idx, sizes_idx) = if op == "Upsample" { (1, usize::MAX) } else { (2, 3) };
+    let sizes = if sizes_idx != usize::MAX { const_ints(g, n, sizes_idx)? } else { None };
+    let s = match sizes.filter(|v| !v.is_empty()) {
+        Some(sz) => sz.iter().map(|&v| v as usize).collect(),
+        None => {
+            let scales = match n.attrs.get("scales") {
+                Some(Attr::Floats(f)) => f.iter().map(|&v| v as f64).collect(),
+                _ => const_floats(g, n, scales_idx)?.ok_or_else(|| anyhow!("{op} without scales or sizes"))?,
+            };
+            if scales.len() != xi.rank() {
+                bail!("{op} scales {scales:?} do not match rank {}", xi.rank());
+            }
+            xi.shape.iter().zip(&scales).map(|(&d, &sc)| (d as f64 * sc).floor() as usize).collect()
+        }
+    };
+    Ok(vec![TypeInfo::new(xi.dtype, s)])
 }
 
 /// The window geometry of a pooling node over its input.

@@ -3,30 +3,37 @@
 //! piecewise-linear ones come out as exactly zero); smooth ones reuse the forward output
 //! where that is cheaper. Conventions at kinks follow PyTorch's backward kernels.
 
-use super::{gy0, Rule};
+use super::OpDef;
+use crate::onnx::infer::{broadcast, input, same_as_input};
+use crate::onnx::ir::{Graph, TypeInfo};
+use super::{gy0, Grads};
 use crate::onnx::builder::Builder;
 use crate::onnx::ir::Node;
 use anyhow::Result;
 
-type Grads = Result<Vec<Option<String>>>;
+pub const OPS: &[OpDef] = &[
+    OpDef::rule("Relu", 6, "", same_as_input, relu),
+    OpDef::rule("LeakyRelu", 6, "", same_as_input, leaky_relu),
+    OpDef::rule("PRelu", 7, "slopes broadcast (per channel or full)", infer_prelu, prelu),
+    OpDef::rule("Clip", 6, "bounds as attributes (< 11) or inputs", same_as_input, clip),
+    OpDef::rule("Sigmoid", 6, "", same_as_input, sigmoid),
+    OpDef::rule("HardSigmoid", 6, "", same_as_input, hard_sigmoid),
+    OpDef::rule("HardSwish", 14, "", same_as_input, hard_swish),
+    OpDef::rule("Tanh", 6, "", same_as_input, tanh),
+    OpDef::rule("Softmax", 1, "any axis; before opset 13 the input is coerced to 2-D at `axis` (Reshape around it)", same_as_input, softmax),
+    OpDef::rule("LogSoftmax", 1, "as Softmax", same_as_input, log_softmax),
+    OpDef::rule("Elu", 6, "", same_as_input, elu),
+    OpDef::rule("Selu", 6, "", same_as_input, selu),
+    OpDef::rule("Celu", 12, "", same_as_input, celu),
+    OpDef::lowered("Gelu", 20, "Erf (approximate none) or Tanh (approximate tanh) with Mul/Add", "", same_as_input),
+    OpDef::lowered("Mish", 18, "Softplus, Tanh, Mul", "", same_as_input),
+    OpDef::lowered("ThresholdedRelu", 10, "Greater, Cast, Mul", "", same_as_input),
+];
 
-pub fn rule(op: &str) -> Option<Rule> {
-    Some(match op {
-        "Relu" => relu,
-        "LeakyRelu" => leaky_relu,
-        "PRelu" => prelu,
-        "Clip" => clip,
-        "Sigmoid" => sigmoid,
-        "HardSigmoid" => hard_sigmoid,
-        "HardSwish" => hard_swish,
-        "Tanh" => tanh,
-        "Softmax" => softmax,
-        "LogSoftmax" => log_softmax,
-        "Elu" => elu,
-        "Selu" => selu,
-        "Celu" => celu,
-        _ => return None,
-    })
+/// The slopes must broadcast to the input.
+fn infer_prelu(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    broadcast(&input(g, n, 0)?.shape, &input(g, n, 1)?.shape)?;
+    same_as_input(g, n)
 }
 
 /// `op(a, b)` for a comparison or selection op.

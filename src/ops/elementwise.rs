@@ -3,39 +3,127 @@
 //! PyTorch: Abs'(0) = 0, Max/Min split the gradient evenly between tied inputs, Pow's
 //! exponent gradient is 0 where the base is 0.
 
-use super::{gy0, Rule};
+use super::{Fold, OpDef};
+use crate::onnx::fold::{arg, binary, fold_binary};
+use crate::onnx::infer::{broadcast, broadcast_inputs, input, same_as_input};
+use crate::onnx::ir::{Graph, TypeInfo};
+use anyhow::anyhow;
+use ndarray::{ArrayD, IxDyn};
+use super::{gy0, Grads};
 use crate::onnx::builder::Builder;
 use crate::onnx::ir::{DType, Node};
 use anyhow::Result;
 
-type Grads = Result<Vec<Option<String>>>;
+pub const OPS: &[OpDef] = &[
+    OpDef::rule("Add", 7, "", broadcast_inputs, add).folds(Fold::Values(fold_add)),
+    OpDef::rule("Sub", 7, "", broadcast_inputs, sub).folds(Fold::Values(fold_sub)),
+    OpDef::rule("Mul", 7, "", broadcast_inputs, mul).folds(Fold::Values(fold_mul)),
+    OpDef::rule("Div", 7, "", broadcast_inputs, div).folds(Fold::Values(fold_div)),
+    OpDef::rule("Neg", 6, "", same_as_input, neg).folds(Fold::Values(fold_neg)),
+    OpDef::rule("Pow", 7, "", broadcast_inputs, pow).folds(Fold::Values(fold_pow)),
+    OpDef::rule("Abs", 6, "", same_as_input, abs).folds(Fold::Values(fold_abs)),
+    OpDef::rule("Sqrt", 6, "", same_as_input, sqrt).folds(Fold::Values(fold_sqrt)),
+    OpDef::rule("Reciprocal", 6, "", same_as_input, reciprocal).folds(Fold::Values(fold_reciprocal)),
+    OpDef::rule("Exp", 6, "", same_as_input, exp),
+    OpDef::rule("Log", 6, "", same_as_input, log),
+    OpDef::rule("Erf", 9, "", same_as_input, erf),
+    OpDef::rule("Sin", 7, "", same_as_input, sin),
+    OpDef::rule("Cos", 7, "", same_as_input, cos),
+    OpDef::rule("Softplus", 1, "", same_as_input, softplus),
+    OpDef::rule("Softsign", 1, "", same_as_input, softsign),
+    OpDef::rule("Sum", 8, "variadic, broadcasting", broadcast_inputs, sum),
+    OpDef::rule("Mean", 8, "variadic, broadcasting", broadcast_inputs, mean),
+    OpDef::rule("Max", 8, "variadic, broadcasting; ties share the gradient", broadcast_inputs, max_min).folds(Fold::Values(fold_max)),
+    OpDef::rule("Min", 8, "variadic, broadcasting; ties share the gradient", broadcast_inputs, max_min).folds(Fold::Values(fold_min)),
+    OpDef::rule("Where", 9, "gradient to the two branches", infer_where, where_).folds(Fold::Values(fold_where)),
+    OpDef::rule("Cast", 6, "gradient between float types only", infer_cast, cast).folds(Fold::Values(fold_identity)),
+    OpDef::lowered("CastLike", 15, "Cast", "", infer_cast_like),
+    OpDef::removed("Identity", 1, "its input", same_as_input).with_rule(identity).folds(Fold::Values(fold_identity)),
+    OpDef::removed("Dropout", 1, "its input (inference; the mask is all ones)", infer_dropout),
+];
 
-pub fn rule(op: &str) -> Option<Rule> {
-    Some(match op {
-        "Add" => add,
-        "Sub" => sub,
-        "Mul" => mul,
-        "Div" => div,
-        "Neg" => neg,
-        "Sum" => sum,
-        "Identity" => identity,
-        "Mean" => mean,
-        "Max" | "Min" => max_min,
-        "Pow" => pow,
-        "Abs" => abs,
-        "Sqrt" => sqrt,
-        "Reciprocal" => reciprocal,
-        "Exp" => exp,
-        "Log" => log,
-        "Erf" => erf,
-        "Sin" => sin,
-        "Cos" => cos,
-        "Softplus" => softplus,
-        "Softsign" => softsign,
-        "Where" => where_,
-        "Cast" => cast,
-        _ => return None,
-    })
+fn infer_where(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let s = broadcast(&broadcast(&input(g, n, 0)?.shape, &input(g, n, 1)?.shape)?, &input(g, n, 2)?.shape)?;
+    Ok(vec![TypeInfo::new(input(g, n, 1)?.dtype, s)])
+}
+
+fn infer_cast(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let to = DType::from_onnx(n.int("to", 1) as i32)?;
+    Ok(vec![TypeInfo::new(to, input(g, n, 0)?.shape.clone())])
+}
+
+fn infer_cast_like(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    Ok(vec![TypeInfo::new(input(g, n, 1)?.dtype, input(g, n, 0)?.shape.clone())])
+}
+
+/// The data output and, when asked for, the mask.
+fn infer_dropout(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let t = input(g, n, 0)?.clone();
+    let mut v = vec![t.clone()];
+    if n.outputs.len() > 1 {
+        v.push(TypeInfo::new(DType::Bool, t.shape));
+    }
+    Ok(v)
+}
+
+fn fold_identity(g: &Graph, n: &Node, _: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    arg(g, n, 0)
+}
+
+fn fold_add(g: &Graph, n: &Node, shape: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    fold_binary(g, n, shape, |a, b| a + b)
+}
+
+fn fold_sub(g: &Graph, n: &Node, shape: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    fold_binary(g, n, shape, |a, b| a - b)
+}
+
+fn fold_mul(g: &Graph, n: &Node, shape: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    fold_binary(g, n, shape, |a, b| a * b)
+}
+
+/// Integer division truncates.
+fn fold_div(g: &Graph, n: &Node, shape: &[usize], dtype: DType) -> Result<ArrayD<f64>> {
+    let int = !dtype.is_float();
+    fold_binary(g, n, shape, |a, b| if int { (a / b).trunc() } else { a / b })
+}
+
+fn fold_pow(g: &Graph, n: &Node, shape: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    fold_binary(g, n, shape, f64::powf)
+}
+
+/// The first two inputs (exporters' shape arithmetic has no more).
+fn fold_max(g: &Graph, n: &Node, shape: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    fold_binary(g, n, shape, f64::max)
+}
+
+fn fold_min(g: &Graph, n: &Node, shape: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    fold_binary(g, n, shape, f64::min)
+}
+
+fn fold_neg(g: &Graph, n: &Node, _: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    Ok(arg(g, n, 0)?.mapv(|a| -a))
+}
+
+fn fold_abs(g: &Graph, n: &Node, _: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    Ok(arg(g, n, 0)?.mapv(f64::abs))
+}
+
+fn fold_sqrt(g: &Graph, n: &Node, _: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    Ok(arg(g, n, 0)?.mapv(f64::sqrt))
+}
+
+fn fold_reciprocal(g: &Graph, n: &Node, _: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    Ok(arg(g, n, 0)?.mapv(|a| 1.0 / a))
+}
+
+fn fold_where(g: &Graph, n: &Node, shape: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    let c = arg(g, n, 0)?;
+    let c = c.broadcast(IxDyn(shape)).ok_or_else(|| anyhow!("broadcast"))?.to_owned();
+    let a = arg(g, n, 1)?;
+    let b = arg(g, n, 2)?;
+    let t = binary(&c, &a, shape, |c, a| if c != 0.0 { a } else { f64::NAN })?;
+    binary(&t, &b, shape, |t, b| if t.is_nan() { b } else { t })
 }
 
 fn input_shape(b: &Builder, n: &Node, i: usize) -> Result<Vec<usize>> {
@@ -345,7 +433,7 @@ pub(super) mod tests {
     /// (Sigmoid, LeakyRelu, HardSwish, Erf). Float32 rounding (~1e-7) is amplified
     /// by central differences (ε = 1e-5) to ~1e-2, hence the loose tolerance: this
     /// catches wrong formulas, not last-digit errors.
-    pub(in crate::autodiff::rules) fn check_via_f32(op: &str, x: Tensor, attrs: Vec<(&'static str, Attr)>) {
+    pub(in crate::ops) fn check_via_f32(op: &str, x: Tensor, attrs: Vec<(&'static str, Attr)>) {
         let to = |d: DType| vec![("to", Attr::Int(d.onnx_code() as i64))];
         let (mut g, _) = single_op_graph("Cast", &[Arg::Var(x.clone())], to(DType::F32), 1).unwrap();
         let mut b = Builder::new(&mut g, "f32");

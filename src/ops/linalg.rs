@@ -1,7 +1,11 @@
 //! Matrix products: MatMul (numpy semantics), Gemm, Einsum. Each gradient is again a
 //! product of the output gradient with the other operands.
 
-use super::{gy0, Rule};
+use super::OpDef;
+use crate::onnx::infer::{broadcast, input};
+use crate::onnx::ir::{Graph, TypeInfo};
+use anyhow::anyhow;
+use super::{gy0, Grads};
 use crate::onnx::builder::Builder;
 use crate::onnx::infer::einsum_terms;
 use crate::onnx::ir::{Attr, Node, Tensor};
@@ -9,15 +13,75 @@ use anyhow::{bail, Result};
 use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
 
-type Grads = Result<Vec<Option<String>>>;
+pub const OPS: &[OpDef] = &[
+    OpDef::rule("MatMul", 1, "batched, broadcasting batch dims; both operands may be activations", infer_matmul, matmul),
+    OpDef::rule("Gemm", 7, "", infer_gemm, gemm),
+    OpDef::rule("Einsum", 12, "no ellipsis", infer_einsum, einsum),
+];
 
-pub fn rule(op: &str) -> Option<Rule> {
-    Some(match op {
-        "MatMul" => matmul,
-        "Gemm" => gemm,
-        "Einsum" => einsum,
-        _ => return None,
-    })
+fn infer_matmul(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let (a, b) = (input(g, n, 0)?, input(g, n, 1)?);
+    Ok(vec![TypeInfo::new(a.dtype, matmul_shape(&a.shape, &b.shape)?)])
+}
+
+pub fn matmul_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    if a.is_empty() || b.is_empty() {
+        bail!("MatMul of a scalar");
+    }
+    let a2: Vec<usize> = if a.len() == 1 { vec![1, a[0]] } else { a.to_vec() };
+    let b2: Vec<usize> = if b.len() == 1 { vec![b[0], 1] } else { b.to_vec() };
+    let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
+    let (k2, nn) = (b2[b2.len() - 2], b2[b2.len() - 1]);
+    if k != k2 {
+        bail!("MatMul inner dimensions differ: {a:?} x {b:?}");
+    }
+    let mut s = broadcast(&a2[..a2.len() - 2], &b2[..b2.len() - 2])?;
+    if a.len() > 1 {
+        s.push(m);
+    }
+    if b.len() > 1 {
+        s.push(nn);
+    }
+    Ok(s)
+}
+
+fn infer_gemm(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let (a, b) = (input(g, n, 0)?, input(g, n, 1)?);
+    if a.rank() != 2 || b.rank() != 2 {
+        bail!("Gemm wants 2-D operands, got {:?} and {:?}", a.shape, b.shape);
+    }
+    let (m, ka) = if n.int("transA", 0) == 1 { (a.shape[1], a.shape[0]) } else { (a.shape[0], a.shape[1]) };
+    let (kb, nn) = if n.int("transB", 0) == 1 { (b.shape[1], b.shape[0]) } else { (b.shape[0], b.shape[1]) };
+    if ka != kb {
+        bail!("Gemm inner dimensions differ: {:?} x {:?}", a.shape, b.shape);
+    }
+    if let Some(c) = n.input(2) {
+        broadcast(&[m, nn], &g.info(c)?.shape)?;
+    }
+    Ok(vec![TypeInfo::new(a.dtype, vec![m, nn])])
+}
+
+fn infer_einsum(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let (terms, out) = einsum_terms(n, n.inputs.len())?;
+    let mut sizes: HashMap<char, usize> = HashMap::new();
+    for (i, t) in terms.iter().enumerate() {
+        let s = &input(g, n, i)?.shape;
+        if s.len() != t.len() {
+            bail!("Einsum operand {i} has rank {}, subscripts {t:?}", s.len());
+        }
+        for (c, &d) in t.iter().zip(s) {
+            if let Some(&prev) = sizes.get(c) {
+                if prev != d && prev != 1 && d != 1 {
+                    bail!("Einsum subscript {c} has sizes {prev} and {d}");
+                }
+                sizes.insert(*c, prev.max(d));
+            } else {
+                sizes.insert(*c, d);
+            }
+        }
+    }
+    let s = out.iter().map(|c| sizes.get(c).copied().ok_or_else(|| anyhow!("Einsum output {c} not in inputs"))).collect::<Result<_>>()?;
+    Ok(vec![TypeInfo::new(input(g, n, 0)?.dtype, s)])
 }
 
 /// `x` with its last two axes swapped.
@@ -180,7 +244,7 @@ fn einsum(b: &mut Builder, n: &Node, gy: &[Option<String>], wants: &[bool]) -> G
 #[cfg(test)]
 mod tests {
     use crate::autodiff::check::{check_op, rand_tensor, Arg};
-    use crate::autodiff::rules::shape::tests::check;
+    use crate::ops::shape::tests::check;
     use crate::onnx::ir::Attr;
 
     fn var(shape: &[usize], seed: u64) -> Arg {

@@ -5,23 +5,61 @@
 //! programs (GraSP) stay as small as first-order ones. ConvTranspose is the adjoint of Conv,
 //! so its two gradients are the same constructions with input and output exchanged.
 
-use super::{gy0, Rule};
+use super::OpDef;
+use crate::onnx::composite;
+use crate::onnx::infer::input;
+use crate::onnx::ir::{Graph, TypeInfo};
+use anyhow::bail;
+use super::{gy0, Grads};
 use crate::onnx::builder::Builder;
 use crate::onnx::composite::{conv_attrs, conv_window, grad_w_attrs, grad_x_attrs, nc0, weight_grad, CONV_GRAD_W, CONV_GRAD_X};
 use crate::onnx::geometry::{conv_transpose_window, window};
 use crate::onnx::ir::Node;
 use anyhow::Result;
 
-type Grads = Result<Vec<Option<String>>>;
+pub const OPS: &[OpDef] = &[
+    OpDef::rule("Conv", 1, "", infer_conv, conv),
+    OpDef::rule("ConvTranspose", 1, "", infer_conv_transpose, conv_transpose),
+    OpDef::internal(CONV_GRAD_X, composite::infer, conv_grad_x),
+    OpDef::internal(CONV_GRAD_W, composite::infer, conv_grad_w),
+];
 
-pub fn rule(op: &str) -> Option<Rule> {
-    Some(match op {
-        "Conv" => conv,
-        "ConvTranspose" => conv_transpose,
-        CONV_GRAD_X => conv_grad_x,
-        CONV_GRAD_W => conv_grad_w,
-        _ => return None,
-    })
+fn infer_conv(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let (xi, w) = (input(g, n, 0)?, input(g, n, 1)?);
+    if xi.rank() < 3 || w.rank() != xi.rank() {
+        bail!("Conv wants input and weight of equal rank >= 3, got {:?} and {:?}", xi.shape, w.shape);
+    }
+    let group = group_of(n)?;
+    if xi.shape[1] != w.shape[1] * group || w.shape[0] % group != 0 {
+        bail!("Conv channels do not match: input {:?}, weight {:?}, group {group}", xi.shape, w.shape);
+    }
+    let win = window(n, &xi.shape[2..], &w.shape[2..], false)?;
+    let mut s = vec![xi.shape[0], w.shape[0]];
+    s.extend(win.out);
+    Ok(vec![TypeInfo::new(xi.dtype, s)])
+}
+
+fn infer_conv_transpose(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let (xi, w) = (input(g, n, 0)?, input(g, n, 1)?);
+    if xi.rank() < 3 || w.rank() != xi.rank() {
+        bail!("ConvTranspose wants input and weight of equal rank >= 3, got {:?} and {:?}", xi.shape, w.shape);
+    }
+    let group = group_of(n)?;
+    if xi.shape[1] != w.shape[0] {
+        bail!("ConvTranspose channels do not match: input {:?}, weight {:?}", xi.shape, w.shape);
+    }
+    let win = conv_transpose_window(n, &xi.shape[2..], &w.shape[2..])?;
+    let mut s = vec![xi.shape[0], w.shape[1] * group];
+    s.extend(win.out);
+    Ok(vec![TypeInfo::new(xi.dtype, s)])
+}
+
+/// The `group` attribute of Conv/ConvTranspose: at least 1 (0 would divide by zero).
+fn group_of(n: &Node) -> Result<usize> {
+    match n.int("group", 1) {
+        g if (1..=1 << 31).contains(&g) => Ok(g as usize),
+        g => bail!("{}: group {g} out of range", n.describe()),
+    }
 }
 
 /// dB[c] = Σ over every axis but 1 of gy.

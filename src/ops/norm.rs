@@ -8,19 +8,57 @@
 //! differentiation sends any: the backward pass reads them). Everything is written with
 //! ops that have rules, so the backward pass can be differentiated again.
 
-use super::Rule;
+use super::OpDef;
+use crate::onnx::composite::{self, STOP_GRADIENT};
+use crate::onnx::infer::{axis, input, same_as_input};
+use crate::onnx::ir::{Graph, TypeInfo};
+use super::Grads;
 use crate::onnx::builder::Builder;
 use crate::onnx::composite::BATCH_NORM_TRAIN;
 use crate::onnx::ir::Node;
 use anyhow::Result;
 
-type Grads = Result<Vec<Option<String>>>;
+pub const OPS: &[OpDef] = &[
+    OpDef::internal(BATCH_NORM_TRAIN, composite::infer, batch_norm_train),
+    // a value that gradients do not flow through (the running statistics of a lowering)
+    OpDef::internal(STOP_GRADIENT, composite::infer, super::no_gradient),
+    OpDef::lowered(
+        "BatchNormalization",
+        9,
+        "zerocost.BatchNormTrain (batch statistics), Mul+Add (running) or nothing (--bn remove)",
+        "",
+        infer_statistics_per_channel,
+    ),
+    OpDef::lowered("InstanceNormalization", 6, "ReduceMean, Sub, Mul, Sqrt, Div, Add", "", infer_statistics_per_channel),
+    OpDef::lowered("LayerNormalization", 17, "ReduceMean, Sub, Mul, Sqrt, Div, Add", "any axis; Mean and InvStdDev outputs unsupported", infer_layer_norm),
+    OpDef::lowered("GroupNormalization", 18, "Reshape and the LayerNormalization ops", "scale/bias per group (18) or per channel (21)", same_as_input),
+    OpDef::lowered("LRN", 1, "Mul, AveragePool over channels, Pow, Div", "", same_as_input),
+];
 
-pub fn rule(op: &str) -> Option<Rule> {
-    Some(match op {
-        BATCH_NORM_TRAIN => batch_norm_train,
-        _ => return None,
-    })
+/// The normalised output, then a vector per channel for each statistics output.
+fn infer_statistics_per_channel(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let x = input(g, n, 0)?;
+    let mut v = vec![x.clone()];
+    let c = x.shape[1];
+    for _ in 1..n.outputs.len() {
+        v.push(TypeInfo::new(x.dtype, vec![c]));
+    }
+    Ok(v)
+}
+
+/// The normalised output, then the statistics over the axes from `axis` on (kept as 1s).
+fn infer_layer_norm(g: &Graph, n: &Node) -> Result<Vec<TypeInfo>> {
+    let xi = input(g, n, 0)?;
+    let a = axis(n.int("axis", -1), xi.rank())?;
+    let mut v = vec![xi.clone()];
+    let mut rs = xi.shape.clone();
+    for d in rs.iter_mut().skip(a) {
+        *d = 1;
+    }
+    for _ in 1..n.outputs.len() {
+        v.push(TypeInfo::new(xi.dtype, rs.clone()));
+    }
+    Ok(v)
 }
 
 fn batch_norm_train(b: &mut Builder, n: &Node, gy: &[Option<String>], wants: &[bool]) -> Grads {
