@@ -92,7 +92,7 @@ pub struct Row {
 /// one step), as AZ-NAS's Σ ln(rank / n).
 pub enum Ranker<'a, S: Space> {
     One(&'a Scorer<'a, S>),
-    RankAggregate(Vec<&'a Scorer<'a, S>>, crate::proxies::Aggregate),
+    RankAggregate(Vec<&'a Scorer<'a, S>>),
 }
 
 impl<'a, S: Space> Ranker<'a, S> {
@@ -105,11 +105,11 @@ impl<'a, S: Space> Ranker<'a, S> {
         };
         match self {
             Ranker::One(s) => oriented(s),
-            Ranker::RankAggregate(parts, aggregate) => {
+            Ranker::RankAggregate(parts) => {
                 let cols: Vec<Vec<Option<f64>>> = parts.iter().map(|s| oriented(s)).collect::<Result<_>>()?;
                 let (complete, values) = crate::rank::complete_columns(&cols);
                 let mut out = vec![None; archs.len()];
-                for (&i, v) in complete.iter().zip((aggregate.combine)(&values)) {
+                for (&i, v) in complete.iter().zip(crate::rank::log_rank_sum(&values)) {
                     out[i] = Some(v);
                 }
                 Ok(out)
@@ -121,7 +121,7 @@ impl<'a, S: Space> Ranker<'a, S> {
     fn sign(&self) -> f64 {
         match self {
             Ranker::One(s) => s.direction().sign(),
-            Ranker::RankAggregate(..) => 1.0,
+            Ranker::RankAggregate(_) => 1.0,
         }
     }
 
@@ -130,7 +130,7 @@ impl<'a, S: Space> Ranker<'a, S> {
         match self {
             Ranker::One(s) if compute => s.get(space, a),
             Ranker::One(s) => Ok(s.peek(space, a).flatten()),
-            Ranker::RankAggregate(..) => Ok(None),
+            Ranker::RankAggregate(_) => Ok(None),
         }
     }
 }
@@ -345,7 +345,7 @@ pub fn run_search_with<'a, S: Space>(
     if truth.is_none() && scorer.is_none() {
         bail!("nothing to rank by: give an accuracy table (--truth) or a proxy (--proxy)");
     }
-    if truth.is_none() && matches!(scorer, Some(Ranker::RankAggregate(..))) {
+    if truth.is_none() && matches!(scorer, Some(Ranker::RankAggregate(_))) {
         bail!("a rank aggregate (az_nas) compares sets of candidates and gives no fitness of its own: give an accuracy table (--truth) and use it for --warmup / --move-proposal");
     }
     if (cfg.warmup > 0 || cfg.move_proposal) && scorer.is_none() {

@@ -374,7 +374,7 @@ fn search_in<S: Space>(space: &S, args: &SearchArgs, channels: usize) -> Result<
     let scorers = scorers(space, args, &oracles)?;
     let ranker = match (scorers.len(), aggregate) {
         (0, _) => None,
-        (_, Some(a)) => Some(Ranker::RankAggregate(scorers.iter().collect(), a)),
+        (_, Some(_)) => Some(Ranker::RankAggregate(scorers.iter().collect())),
         _ => Some(Ranker::One(&scorers[0])),
     };
     if (args.warmup > 0 || args.move_proposal) && ranker.is_none() {
