@@ -4,10 +4,9 @@
 //! parameters (synflow) and float64 promotion, and re-batching of shape constants that an
 //! exporter baked the export batch into. Types are inferred as nodes are added.
 
-use super::composite::BATCH_NORM_TRAIN;
 use super::builder::Builder;
 use super::fold::push_node;
-use super::lower::{self, normalize};
+use crate::ops::LowerCtx;
 use super::infer::axis;
 use super::ir::{Attr, DType, Graph, Node, Tensor, TypeInfo};
 use super::proto::RawModel;
@@ -545,34 +544,14 @@ fn upgrade_upsample(g: &mut Graph, n: &mut Node) -> Result<()> {
     Ok(())
 }
 
-/// Expands or lowers `n` into primitive ops that have rules (`lower.rs`); true when it did.
+/// Lowers `n` into primitive ops that have rules, where its op has a lowering in the
+/// registry (`ops::OpDef::lower`); true when it did.
 fn lower_node(g: &mut Graph, n: &Node, src_opset: i64, opts: &CanonOptions, alias: &mut HashMap<String, String>) -> Result<bool> {
+    let Some(lower) = crate::ops::def(&n.op).and_then(|d| d.lower) else { return Ok(false) };
     let mut b = Builder::new(g, n.name.clone());
-    let lowered = match n.op.as_str() {
-        "BatchNormalization" => return expand_batch_norm(&mut b, n, opts.bn, alias).map(|_| true),
-        "InstanceNormalization" => return expand_instance_norm(&mut b, n, alias).map(|_| true),
-        "LayerNormalization" => return expand_layer_norm(&mut b, n, alias).map(|_| true),
-        "Gelu" => Some(expand_gelu(&mut b, n)?),
-        "LRN" => Some(lower::lrn(&mut b, n)?),
-        "GroupNormalization" => Some(lower::group_norm(&mut b, n, src_opset >= 21)?),
-        "Mish" => Some(lower::mish(&mut b, n)?),
-        "ThresholdedRelu" => Some(lower::thresholded_relu(&mut b, n)?),
-        "DepthToSpace" | "SpaceToDepth" => Some(lower::depth_space(&mut b, n)?),
-        "Resize" => match n.string("mode").unwrap_or("nearest") {
-            "nearest" => None,
-            "linear" | "cubic" => Some(lower::resize_interp(&mut b, n)?),
-            other => bail!("Resize mode '{other}' is not supported (nearest, linear, cubic)"),
-        },
-        _ => None,
-    };
-    if let Some(y) = lowered {
-        if n.outputs.iter().skip(1).any(|o| !o.is_empty()) {
-            bail!("{}: only its first output is supported", n.describe());
-        }
-        alias.insert(n.outputs[0].clone(), y);
-        return Ok(true);
-    }
-    Ok(false)
+    let Some(y) = lower(&mut b, n, &LowerCtx { opset: src_opset, bn: opts.bn })? else { return Ok(false) };
+    alias.insert(n.outputs[0].clone(), y);
+    Ok(true)
 }
 
 /// Reductions over more values than this are accumulated in float64 in float32 graphs.
@@ -602,107 +581,10 @@ fn reduce_in_float64(g: &mut Graph, mut n: Node) -> Result<()> {
     Ok(())
 }
 
-/// Per-channel vector `v` [C] reshaped to broadcast over axis 1 of a rank-`r` tensor.
-fn channel_vector(b: &mut Builder, v: &str, r: usize) -> Result<String> {
-    let c = b.shape(v)?;
-    let mut s = vec![1; r];
-    s[1] = c.iter().product();
-    if let Some(t) = b.g.constant(v).cloned() {
-        let name = b.g.fresh(&format!("{v}/bcast"));
-        let t = match t {
-            Tensor::F32(a) => Tensor::F32(a.into_shape_with_order(ndarray::IxDyn(&s))?),
-            Tensor::F64(a) => Tensor::F64(a.into_shape_with_order(ndarray::IxDyn(&s))?),
-            other => bail!("normalisation parameter of type {:?}", other.dtype()),
-        };
-        b.g.set_initializer(&name, t);
-        return Ok(name);
-    }
-    b.reshape(v, &s)
-}
 
-fn expand_batch_norm(b: &mut Builder, n: &Node, mode: BnMode, alias: &mut HashMap<String, String>) -> Result<()> {
-    let x = n.input(0).unwrap();
-    let r = b.shape(x)?.len();
-    let eps = n.float("epsilon", 1e-5);
-    let y = match mode {
-        BnMode::Remove => x.to_string(),
-        BnMode::Batch => {
-            // one composite op: its analytic backward pass and, on ONNX Runtime, the native
-            // kernel (`onnx/composite.rs`)
-            let attrs = vec![("epsilon", Attr::Float(eps))];
-            let (scale, bias) = (n.input(1).unwrap(), n.input(2).unwrap());
-            b.node(BATCH_NORM_TRAIN, &[x, scale, bias], attrs, 3)?.remove(0)
-        }
-        BnMode::Running => {
-            let (sc, bi, mu, var) = (n.input(1).unwrap(), n.input(2).unwrap(), n.input(3).unwrap(), n.input(4).unwrap());
-            let consts: Option<Vec<Vec<f64>>> =
-                [sc, bi, mu, var].iter().map(|k| b.g.constant(k).map(|t| t.to_f64_vec())).collect();
-            let consts = consts.ok_or_else(|| anyhow!("running-statistics BatchNormalization needs constant parameters"))?;
-            let c = consts[0].len();
-            let a: Vec<f64> = (0..c).map(|k| consts[0][k] / (consts[3][k] + eps as f64).sqrt()).collect();
-            let sh: Vec<f64> = (0..c).map(|k| consts[1][k] - consts[2][k] * a[k]).collect();
-            let dt = b.dtype(x)?;
-            let mut s = vec![1; r];
-            s[1] = c;
-            let an = b.constant(Tensor::from_f64(dt, &s, a));
-            let bn = b.constant(Tensor::from_f64(dt, &s, sh));
-            let m = b.mul(x, &an)?;
-            b.add(&m, &bn)?
-        }
-    };
-    alias.insert(n.outputs[0].clone(), y);
-    Ok(())
-}
 
-fn expand_instance_norm(b: &mut Builder, n: &Node, alias: &mut HashMap<String, String>) -> Result<()> {
-    let x = n.input(0).unwrap();
-    let r = b.shape(x)?.len();
-    let axes: Vec<usize> = (2..r).collect();
-    let xhat = normalize(b, x, &axes, n.float("epsilon", 1e-5))?;
-    let s = channel_vector(b, n.input(1).unwrap(), r)?;
-    let bias = channel_vector(b, n.input(2).unwrap(), r)?;
-    let m = b.mul(&xhat, &s)?;
-    let y = b.add(&m, &bias)?;
-    alias.insert(n.outputs[0].clone(), y);
-    Ok(())
-}
 
-fn expand_layer_norm(b: &mut Builder, n: &Node, alias: &mut HashMap<String, String>) -> Result<()> {
-    let x = n.input(0).unwrap();
-    let r = b.shape(x)?.len();
-    let a = axis(n.int("axis", -1), r)?;
-    let axes: Vec<usize> = (a..r).collect();
-    let xhat = normalize(b, x, &axes, n.float("epsilon", 1e-5))?;
-    let mut y = b.mul(&xhat, n.input(1).unwrap())?;
-    if let Some(bias) = n.input(2) {
-        y = b.add(&y, bias)?;
-    }
-    alias.insert(n.outputs[0].clone(), y);
-    Ok(())
-}
 
-fn expand_gelu(b: &mut Builder, n: &Node) -> Result<String> {
-    let x = n.input(0).unwrap();
-    let half = b.scalar_like(x, 0.5)?;
-    let one = b.scalar_like(x, 1.0)?;
-    let inner = if n.string("approximate").unwrap_or("none") == "tanh" {
-        let c3 = b.scalar_like(x, 0.044715)?;
-        let x2 = b.mul(x, x)?;
-        let x3 = b.mul(&x2, x)?;
-        let t = b.mul(&x3, &c3)?;
-        let s = b.add(x, &t)?;
-        let k = b.scalar_like(x, (2.0 / std::f64::consts::PI).sqrt())?;
-        let u = b.mul(&s, &k)?;
-        b.op("Tanh", &[&u], vec![])?
-    } else {
-        let k = b.scalar_like(x, std::f64::consts::FRAC_1_SQRT_2)?;
-        let u = b.mul(x, &k)?;
-        b.op("Erf", &[&u], vec![])?
-    };
-    let p = b.add(&inner, &one)?;
-    let hx = b.mul(x, &half)?;
-    b.mul(&hx, &p)
-}
 
 /// Rewrites a shape constant that carries the export batch when scoring at another batch.
 fn rebatch(g: &mut Graph, n: &mut Node, shapes: &InputShapes, at_export: Option<&ExportShapes>) -> Result<()> {

@@ -9,7 +9,6 @@ pub mod geometry;
 pub mod infer;
 pub mod ir;
 pub mod layers;
-pub mod lower;
 pub mod model;
 pub mod proto;
 pub mod sequence;

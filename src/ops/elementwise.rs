@@ -419,6 +419,18 @@ fn cast(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> Gr
 
 #[cfg(test)]
 pub(super) mod tests {
+    /// Finite-difference check of CastLike's rewrite at import (into Cast).
+    mod lowered {
+        use crate::autodiff::check::{check_lowered, rand_tensor, Arg};
+        use crate::onnx::ir::{DType, Tensor};
+
+        #[test]
+        fn cast_like() {
+            let like = Arg::Const(Tensor::scalar(DType::F64, 0.0));
+            check_lowered("CastLike", &[Arg::Var(rand_tensor(&[3, 2], 1)), like], vec![], 15, true, 1e-6).unwrap();
+        }
+    }
+
     use crate::autodiff::check::{check_graph, check_op, rand_away_from_zero, rand_tensor, single_op_graph, Arg};
     use crate::onnx::builder::Builder;
     use crate::onnx::ir::{Attr, DType, Tensor};

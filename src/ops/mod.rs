@@ -2,10 +2,10 @@
 //! module each: `elementwise`, `discrete`, `activation`, `reduce`, `shape`, `constant`,
 //! `linalg`, `conv`, `pool`, `norm`). Each family module lists its ops in a `pub const OPS:
 //! &[OpDef]`; an [`OpDef`] holds the op's row of the `zerocost ops` table (opsets, how it is
-//! handled, restrictions), its shape inference, its constant folding (where it folds) and its
-//! vector-Jacobian rule. Shape inference (`onnx::infer`), folding (`onnx::fold`), the reverse
-//! pass (`autodiff`), `zerocost inspect` and `zerocost ops` all read [`def`] / [`OPS`]-style
-//! tables through this registry, so no other list of op names needs to change.
+//! handled, restrictions), its shape inference, its constant folding (where it folds), its
+//! vector-Jacobian rule and, for a composite op, its lowering at import. Shape inference (`onnx::infer`), folding (`onnx::fold`), the reverse
+//! pass (`autodiff`), the lowering at import (`onnx::canon`), `zerocost inspect` and
+//! `zerocost ops` all read this registry, so no other list of op names needs to change.
 //!
 //! A rule receives the node, the gradient of each output (None where nothing flows back) and
 //! which inputs need a gradient; it appends nodes through the builder and returns one
@@ -40,16 +40,33 @@
 //! }
 //! ```
 //!
-//! An op rewritten at import (`OpDef::lowered`) names its lowering's target ops; the
-//! rewrite itself is an arm of `onnx/canon.rs` (the tests check that it is there).
+//! A composite op is written at import as ops that have rules: `OpDef::lowered` names them
+//! in its table row and `.lowers(f)` gives the [`Lower`] function, in the same family file,
+//! with `check_lowered` checks in its tests; e.g. `Mish` in `activation.rs`:
+//!
+//! ```ignore
+//! OpDef::lowered("Mish", 18, "Softplus, Tanh, Mul", "", same_as_input).lowers(lower_mish),
+//!
+//! /// Mish: x · tanh(softplus(x)).
+//! fn lower_mish(b: &mut Builder, n: &Node, _: &LowerCtx) -> Result<Option<String>> {
+//!     let x = n.input(0).unwrap();
+//!     let sp = b.op("Softplus", &[x], vec![])?;
+//!     let t = b.op("Tanh", &[&sp], vec![])?;
+//!     let y = b.mul(x, &t)?;
+//!     first_output_only(n, y)
+//! }
+//! ```
+//!
+//! Rewrites of an older opset's form into the current one (attributes that became inputs,
+//! `Upsample`, `CastLike`) stay in `onnx/canon.rs`, split sequences in `onnx/sequence.rs`.
 //!
 //! Conventions the tests below enforce, so the table stays honest:
-//! - an op marked [`Handling::Rule`] has a rule; one marked [`Handling::Lowered`] is named
-//!   as a match arm (`"Op" =>` or `| "Op"`) in `canon.rs` (or `sequence.rs`); one marked
+//! - an op marked [`Handling::Rule`] has a rule; one marked [`Handling::Lowered`] has a
+//!   lowering or is a match arm (`"Op" =>` or `| "Op"`) of `canon.rs` (or `sequence.rs`); one marked
 //!   [`Handling::NoGradient`] has the zero-gradient rule unless it has no rule yet;
 //! - every listed op is known to shape inference (`infer_node` does not call it unsupported);
 //! - every op with a rule or a lowering has a finite-difference check: its quoted name
-//!   (`"Op"`) appears in the `#[cfg(test)]` part of a family file or of `lower.rs`, where
+//!   (`"Op"`) appears in the `#[cfg(test)]` part of a family file (or `sequence.rs`), where
 //!   the checks call `check_op`, `check_graph` or `check_lowered` (directly or through a
 //!   file's helper such as `unary("Op", ..)`). Adding an op without such a check fails
 //!   `cargo test`.
@@ -67,7 +84,8 @@ pub mod shape;
 
 use crate::onnx::builder::Builder;
 use crate::onnx::ir::{DType, Graph, Node, Tensor, TypeInfo};
-use anyhow::Result;
+use crate::onnx::canon::BnMode;
+use anyhow::{bail, Result};
 use ndarray::ArrayD;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -117,6 +135,27 @@ pub type Infer = fn(&Graph, &Node) -> Result<Vec<TypeInfo>>;
 /// f64; the folding driver casts it to the type).
 pub type Eval = fn(&Graph, &Node, &[usize], DType) -> Result<ArrayD<f64>>;
 
+/// What a lowering reads besides the node: the opset the model was written against and how
+/// BatchNormalization is scored (`--bn`).
+pub struct LowerCtx {
+    pub opset: i64,
+    pub bn: BnMode,
+}
+
+/// A lowering: writes the node's output with ops that have rules, through the builder, and
+/// returns its name; None where this form of the op is kept as it is (Resize's nearest
+/// mode, which has a rule). Import (`onnx::canon`) runs it once shapes are known.
+pub type Lower = fn(&mut Builder, &Node, &LowerCtx) -> Result<Option<String>>;
+
+/// The end of a lowering that writes only the first output: a node whose other outputs are
+/// read is refused.
+pub fn first_output_only(n: &Node, y: String) -> Result<Option<String>> {
+    if n.outputs.iter().skip(1).any(|o| !o.is_empty()) {
+        bail!("{}: only its first output is supported", n.describe());
+    }
+    Ok(Some(y))
+}
+
 /// How an op folds into a constant before running.
 #[derive(Clone, Copy, Debug)]
 pub enum Fold {
@@ -135,6 +174,9 @@ pub struct OpDef {
     pub infer: Infer,
     pub fold: Option<Fold>,
     pub rule: Option<Rule>,
+    /// Its rewrite at import into ops that have rules (a lowered op, or a form of a rule
+    /// op such as Resize's linear mode).
+    pub lower: Option<Lower>,
 }
 
 const L: i64 = LATEST_OPSET;
@@ -145,7 +187,7 @@ const NO_RULE: &str = "no gradient rule yet: gradient proxies fail on a path thr
 
 impl OpDef {
     const fn new(name: &'static str, since: i64, handling: Handling, note: &'static str, infer: Infer) -> Self {
-        OpDef { info: OpInfo { name, since, until: L, handling, note }, infer, fold: None, rule: None }
+        OpDef { info: OpInfo { name, since, until: L, handling, note }, infer, fold: None, rule: None, lower: None }
     }
 
     /// An op differentiated by `rule`.
@@ -190,6 +232,12 @@ impl OpDef {
 
     pub const fn with_rule(mut self, rule: Rule) -> Self {
         self.rule = Some(rule);
+        self
+    }
+
+    /// Rewritten at import by `lower` (see [`Lower`]).
+    pub const fn lowers(mut self, lower: Lower) -> Self {
+        self.lower = Some(lower);
         self
     }
 
@@ -360,7 +408,6 @@ mod tests {
         include_str!("pool.rs"),
         include_str!("reduce.rs"),
         include_str!("shape.rs"),
-        include_str!("../onnx/lower.rs"),
         include_str!("../onnx/sequence.rs"),
     ];
 
@@ -395,9 +442,14 @@ mod tests {
     }
 
     #[test]
-    fn every_lowered_op_is_lowered_in_canon() {
+    fn every_lowered_op_is_lowered() {
         let canon = include_str!("../onnx/canon.rs");
         for o in table().filter(|o| matches!(o.handling, Handling::Lowered(_) | Handling::Removed(_))) {
+            // a lowering in the registry, else a rewrite of the form in canon.rs or sequence.rs
+            if def(o.name).is_some_and(|d| d.lower.is_some()) {
+                assert!(matches!(o.handling, Handling::Lowered(_)), "{} has a lowering but is listed as removed", o.name);
+                continue;
+            }
             if SEQUENCE_OPS.contains(&o.name) {
                 assert!(include_str!("../onnx/sequence.rs").contains(&format!("\"{}\" =>", o.name)), "{} is not lowered in sequence.rs", o.name);
                 continue;
@@ -405,7 +457,11 @@ mod tests {
             let arm = format!("\"{}\" =>", o.name);
             let alt = format!("| \"{}\"", o.name);
             let first = format!("\"{}\" |", o.name);
-            assert!(canon.contains(&arm) || canon.contains(&alt) || canon.contains(&first), "{} is not a match arm of canon.rs", o.name);
+            assert!(canon.contains(&arm) || canon.contains(&alt) || canon.contains(&first), "{} has no lowering and is not a match arm of canon.rs", o.name);
+        }
+        // only lowered ops and rule ops with a lowered form (Resize) have a lowering
+        for d in all().filter(|d| d.lower.is_some()) {
+            assert!(matches!(d.info.handling, Handling::Lowered(_) | Handling::Rule), "{}", d.info.name);
         }
     }
 
@@ -435,7 +491,7 @@ mod tests {
                 missing.push(o.name);
             }
         }
-        assert!(missing.is_empty(), "ops without a finite-difference check in a rule file's or lower.rs's tests: {missing:?}");
+        assert!(missing.is_empty(), "ops without a finite-difference check in their family file's tests: {missing:?}");
     }
 
     #[test]
@@ -445,6 +501,77 @@ mod tests {
             let internal = d.info.handling == Handling::Internal;
             assert!(lookup(d.info.name).is_some() || internal, "{} has a rule but is not in the ops table", d.info.name);
             assert_eq!(internal, d.info.name.starts_with("zerocost."), "{}", d.info.name);
+        }
+    }
+
+    /// The cases of tests/ops/ (written by tests/ops/gen_reference.py from ONNX Runtime or
+    /// the ONNX reference): (name, canonical float32 graph, input, expected output).
+    fn reference_cases() -> Vec<(String, crate::onnx::ir::Graph, Tensor, Tensor)> {
+        use crate::onnx::canon::CanonOptions;
+        use crate::onnx::Model;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ops");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str().and_then(|f| f.strip_suffix(".onnx")).map(String::from))
+            .collect();
+        names.sort();
+        assert!(names.len() >= 20, "reference cases missing in {}", dir.display());
+        names
+            .into_iter()
+            .map(|name| {
+                let read = |k: &str| -> Tensor {
+                    let a: ndarray::ArrayD<f32> = ndarray_npy::read_npy(dir.join(format!("{name}.{k}.npy"))).unwrap();
+                    Tensor::F32(a)
+                };
+                let (x, y) = (read("x"), read("y"));
+                let m = Model::load(dir.join(format!("{name}.onnx"))).unwrap();
+                let shapes = m.input_shapes(x.shape()[0], Some(x.shape())).unwrap();
+                let g = m.canonical(&shapes, &CanonOptions::default()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                (name, g, x, y)
+            })
+            .collect()
+    }
+
+    fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f64) {
+        assert_eq!(got.shape(), want.shape(), "{what}");
+        for (a, b) in got.to_f64_vec().iter().zip(want.to_f64_vec()) {
+            assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{what}: {a} vs {b}");
+        }
+    }
+
+    /// Forward values of the lowered ops against the references, on tract and (when a
+    /// library is installed) on ONNX Runtime; the gradient programs of both engines agree.
+    #[test]
+    fn forward_matches_the_references() {
+        use crate::autodiff::append_gradients;
+        use crate::autodiff::check::rand_tensor;
+        use crate::engine::{tract::TractEngine, Engine};
+        use crate::onnx::builder::Builder;
+        let mut engines: Vec<(&str, Box<dyn Engine>)> = vec![("tract", Box::new(TractEngine::default()))];
+        #[cfg(feature = "ort")]
+        match crate::engine::ort::available() {
+            Ok(_) => engines.push(("ort", Box::new(crate::engine::ort::OrtEngine::cpu(1).unwrap()))),
+            Err(why) => eprintln!("ONNX Runtime part SKIPPED: {why}"),
+        }
+        let cases = reference_cases();
+        eprintln!("{} reference cases on {:?}", cases.len(), engines.iter().map(|(n, _)| *n).collect::<Vec<_>>());
+        for (name, g, x, y) in cases {
+            let input = g.inputs[0].clone();
+            let out = g.outputs[0].clone();
+            let mut p = g.clone();
+            let seed = Builder::new(&mut p, "seed").constant(rand_tensor(y.shape(), 3).cast(DType::F32));
+            let grads = append_gradients(&mut p, &[(out.clone(), seed)], std::slice::from_ref(&input)).unwrap();
+            p.outputs = vec![out.clone(), grads[0].clone()];
+            let mut first: Option<Tensor> = None;
+            for (ename, e) in &engines {
+                let res = e.load(&p).unwrap_or_else(|err| panic!("{name} on {ename}: {err:#}")).run(&[(input.as_str(), &x)]).unwrap();
+                assert_close(&format!("{name} on {ename}"), &res[&out], &y, 2e-5);
+                let dx = &res[&grads[0]];
+                match &first {
+                    None => first = Some(dx.clone()),
+                    Some(d0) => assert_close(&format!("{name}: gradient, {ename} vs tract"), dx, d0, 1e-4),
+                }
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::onnx::geometry::{window, Window};
 use crate::onnx::infer::const_floats;
 use crate::onnx::ir::{Attr, DType, Node, Tensor};
 use anyhow::{anyhow, bail, Result};
+use super::{first_output_only, LowerCtx};
 
 pub const OPS: &[OpDef] = &[
     OpDef::rule("MaxPool", 1, "the indices output has no gradient", infer_pool, max_pool),
@@ -26,7 +27,8 @@ pub const OPS: &[OpDef] = &[
         "nearest by a rule; linear and cubic lowered to MatMul (see below); no antialias, axes, tf_crop_and_resize",
         infer_resize,
         resize,
-    ),
+    )
+    .lowers(lower_resize),
     OpDef::lowered("Upsample", 7, "Resize (asymmetric coordinates, floor rounding)", "scales as attribute (7) or input (9)", infer_resize).until(9),
     OpDef::no_rule_yet("LpPool", 1, infer_pool),
 ];
@@ -354,8 +356,198 @@ fn resize(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> 
     Ok(out)
 }
 
+/// Resize's linear and cubic modes are lowered (the nearest mode has a rule).
+fn lower_resize(b: &mut Builder, n: &Node, _: &LowerCtx) -> Result<Option<String>> {
+    match n.string("mode").unwrap_or("nearest") {
+        "nearest" => Ok(None),
+        "linear" | "cubic" => {
+            let y = resize_interp(b, n)?;
+            first_output_only(n, y)
+        }
+        other => bail!("Resize mode '{other}' is not supported (nearest, linear, cubic)"),
+    }
+}
+
+/// Resize in linear or cubic mode as one MatMul per resized axis: the op is linear in x.
+fn resize_interp(b: &mut Builder, n: &Node) -> Result<String> {
+    let mode = n.string("mode").unwrap_or("nearest");
+    if n.int("antialias", 0) != 0 {
+        bail!("Resize with antialias=1 is not supported");
+    }
+    if n.attrs.contains_key("axes") || n.string("keep_aspect_ratio_policy").is_some_and(|p| p != "stretch") {
+        bail!("Resize with axes or keep_aspect_ratio_policy is not supported");
+    }
+    let o = Interp {
+        cubic: mode == "cubic",
+        coord: n.string("coordinate_transformation_mode").unwrap_or("half_pixel"),
+        cubic_a: n.float("cubic_coeff_a", -0.75) as f64,
+        exclude_outside: n.int("exclude_outside", 0) == 1,
+    };
+    let x = n.input(0).unwrap();
+    let xs = b.shape(x)?;
+    let rank = xs.len();
+    let scales = const_floats(b.g, n, 2)?.filter(|s| !s.is_empty());
+    let sizes = const_ints(b.g, n, 3)?.filter(|s| !s.is_empty());
+    let ys: Vec<usize> = match (&sizes, &scales) {
+        (Some(sz), _) => sz.iter().map(|&v| v as usize).collect(),
+        (None, Some(sc)) => xs.iter().zip(sc).map(|(&d, &s)| (d as f64 * s).floor() as usize).collect(),
+        (None, None) => bail!("Resize without scales or sizes"),
+    };
+    if ys.len() != rank {
+        bail!("Resize to {ys:?} does not match the input rank {rank}");
+    }
+    let dt = b.dtype(x)?;
+    let mut cur = x.to_string();
+    for a in 0..rank {
+        let (len_in, len_out) = (xs[a], ys[a]);
+        // scales are float32 in the file; sizes give out/in
+        let scale = match &scales {
+            Some(s) if sizes.is_none() => s[a] as f32 as f64,
+            _ => len_out as f64 / len_in as f64,
+        };
+        let m = interp_matrix(len_in, len_out, scale, &o)?;
+        let identity = len_in == len_out && (0..len_in).all(|i| (0..len_out).all(|j| m[i * len_out + j] == if i == j { 1.0 } else { 0.0 }));
+        if identity {
+            continue;
+        }
+        let mat = b.constant(Tensor::from_f64(dt, &[len_in, len_out], m));
+        let mut perm: Vec<usize> = (0..rank).collect();
+        perm.swap(a, rank - 1);
+        let t = b.transpose(&cur, &perm)?;
+        let t = b.op("MatMul", &[&t, &mat], vec![])?;
+        cur = b.transpose(&t, &perm)?;
+    }
+    Ok(cur)
+}
+
+/// Options of a linear or cubic Resize.
+struct Interp<'a> {
+    cubic: bool,
+    coord: &'a str,
+    cubic_a: f64,
+    exclude_outside: bool,
+}
+
+/// The interpolation matrix of one axis, [len_in, len_out] row-major (so y = x · M along the
+/// last axis). Neighbours outside the input are clamped to the edge (as ONNX Runtime and
+/// the ONNX reference), or dropped and the weights renormalised with `exclude_outside`.
+fn interp_matrix(len_in: usize, len_out: usize, scale: f64, o: &Interp) -> Result<Vec<f64>> {
+    let mut m = vec![0.0; len_in * len_out];
+    for j in 0..len_out {
+        let mut x = source_coord(j, scale, len_in, len_out, o.coord)?;
+        if !o.cubic {
+            // ONNX Runtime clamps the coordinate in linear mode; the reference pads the edge
+            x = x.clamp(0.0, len_in as f64 - 1.0);
+        }
+        let x0 = x.floor();
+        let t = x - x0;
+        let taps: Vec<(i64, f64)> = if o.cubic {
+            (-1..=2).map(|k| (x0 as i64 + k, cubic_weight(t - k as f64, o.cubic_a))).collect()
+        } else {
+            vec![(x0 as i64, 1.0 - t), (x0 as i64 + 1, t)]
+        };
+        let inside = |i: i64| i >= 0 && i < len_in as i64;
+        let total: f64 = if o.exclude_outside { taps.iter().filter(|(i, _)| inside(*i)).map(|(_, w)| w).sum() } else { 1.0 };
+        for (i, w) in taps {
+            if o.exclude_outside && !inside(i) {
+                continue;
+            }
+            let i = i.clamp(0, len_in as i64 - 1) as usize;
+            m[i * len_out + j] += w / total;
+        }
+    }
+    Ok(m)
+}
+
+/// Where an output coordinate `j` of a resized axis falls in the input (ONNX Resize).
+fn source_coord(j: usize, scale: f64, len_in: usize, len_out: usize, coord: &str) -> Result<f64> {
+    let xr = j as f64;
+    Ok(match coord {
+        "half_pixel" => (xr + 0.5) / scale - 0.5,
+        "pytorch_half_pixel" if len_out > 1 => (xr + 0.5) / scale - 0.5,
+        "pytorch_half_pixel" => -0.5,
+        "asymmetric" => xr / scale,
+        "align_corners" if len_out > 1 => xr * (len_in as f64 - 1.0) / (len_out as f64 - 1.0),
+        "align_corners" => 0.0,
+        other => bail!(
+            "Resize coordinate_transformation_mode '{other}' is not supported in linear/cubic mode \
+             (half_pixel, pytorch_half_pixel, asymmetric, align_corners)"
+        ),
+    })
+}
+
+/// Cubic convolution kernel with parameter `a` at distance `d` (Keys).
+fn cubic_weight(d: f64, a: f64) -> f64 {
+    let d = d.abs();
+    if d <= 1.0 {
+        ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
+    } else if d < 2.0 {
+        ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a
+    } else {
+        0.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// Finite-difference checks (float64, first and second order) of the lowerings above: the ops each becomes, differentiated by their rules.
+    mod lowered {
+        use crate::autodiff::check::{check_lowered, rand_tensor, Arg};
+        #[allow(unused_imports)]
+        use crate::onnx::ir::{Attr, DType, Tensor};
+
+        const TOL: f64 = 1e-6;
+
+        fn var(shape: &[usize], seed: u64) -> Arg {
+            Arg::Var(rand_tensor(shape, seed))
+        }
+
+        fn s(v: &str) -> Attr {
+            Attr::Str(v.into())
+        }
+
+        fn resize(xs: &[usize], scales: Option<&[f64]>, sizes: Option<&[i64]>, attrs: Vec<(&'static str, Attr)>) {
+            let args = [
+                var(xs, 1),
+                Arg::Absent,
+                scales.map_or(Arg::Absent, |v| Arg::Const(Tensor::from_f64(DType::F32, &[v.len()], v.to_vec()))),
+                sizes.map_or(Arg::Absent, |v| Arg::Const(Tensor::from_i64(v))),
+            ];
+            check_lowered("Resize", &args, attrs, 13, true, TOL).unwrap();
+        }
+
+        #[test]
+        fn resize_linear_and_cubic() {
+            for coord in ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"] {
+                for mode in ["linear", "cubic"] {
+                    let attrs = || vec![("mode", s(mode)), ("coordinate_transformation_mode", s(coord))];
+                    resize(&[1, 2, 3, 4], Some(&[1.0, 1.0, 2.0, 1.5]), None, attrs());
+                    resize(&[1, 2, 5, 4], None, Some(&[1, 2, 3, 7]), attrs());
+                }
+            }
+            let attrs = vec![("mode", s("cubic")), ("cubic_coeff_a", Attr::Float(-0.5)), ("exclude_outside", Attr::Int(1))];
+            resize(&[1, 1, 4, 4], Some(&[1.0, 1.0, 2.0, 2.0]), None, attrs);
+        }
+
+        #[test]
+        fn resize_refuses_what_it_does_not_support() {
+            let args = [var(&[1, 1, 4, 4], 1), Arg::Absent, Arg::Const(Tensor::from_f64(DType::F32, &[4], vec![1.0, 1.0, 0.5, 0.5]))];
+            let e = check_lowered("Resize", &args, vec![("mode", s("linear")), ("antialias", Attr::Int(1))], 18, false, TOL).unwrap_err();
+            assert!(format!("{e:#}").contains("antialias"), "{e:#}");
+            let attrs = vec![("mode", s("linear")), ("coordinate_transformation_mode", s("tf_crop_and_resize"))];
+            let e = check_lowered("Resize", &args, attrs, 13, false, TOL).unwrap_err();
+            assert!(format!("{e:#}").contains("tf_crop_and_resize"), "{e:#}");
+        }
+
+        #[test]
+        fn upsample_opset_7_attribute_and_opset_9_input() {
+            let attrs = vec![("mode", s("linear")), ("scales", Attr::Floats(vec![1.0, 1.0, 2.0, 3.0]))];
+            check_lowered("Upsample", &[var(&[1, 2, 3, 2], 1)], attrs, 7, true, TOL).unwrap();
+            let scales = Arg::Const(Tensor::from_f64(DType::F32, &[4], vec![1.0, 1.0, 2.0, 2.0]));
+            check_lowered("Upsample", &[var(&[1, 2, 3, 2], 1), scales], vec![("mode", s("linear"))], 9, true, TOL).unwrap();
+        }
+    }
+
     use crate::autodiff::append_gradients;
     use crate::autodiff::check::{check_op, rand_distinct, rand_tensor, single_op_graph, Arg};
     use crate::engine::{tract::TractEngine, Engine};

@@ -15,6 +15,7 @@ use crate::onnx::infer::{axis, const_ints, slice_len, slice_params};
 use crate::onnx::ir::{Attr, Node, Tensor};
 use anyhow::{bail, Result};
 use ndarray::{ArrayD, IxDyn};
+use super::{first_output_only, LowerCtx};
 
 pub const OPS: &[OpDef] = &[
     OpDef::rule("Reshape", 5, "shape must be a constant", infer_reshape, reshape).folds(Fold::Values(fold_reshape)),
@@ -29,8 +30,8 @@ pub const OPS: &[OpDef] = &[
     OpDef::rule("Pad", 2, "constant mode only", infer_pad, pad),
     OpDef::rule("Expand", 8, "", infer_expand, expand).folds(Fold::Fill(fold_expand)),
     OpDef::rule("Tile", 6, "", infer_tile, tile).folds(Fold::Fill(fold_tile)),
-    OpDef::lowered("DepthToSpace", 1, "Reshape, Transpose, Reshape", "DCR and CRD", infer_depth_space),
-    OpDef::lowered("SpaceToDepth", 1, "Reshape, Transpose, Reshape", "", infer_depth_space),
+    OpDef::lowered("DepthToSpace", 1, "Reshape, Transpose, Reshape", "DCR and CRD", infer_depth_space).lowers(lower_depth_space),
+    OpDef::lowered("SpaceToDepth", 1, "Reshape, Transpose, Reshape", "", infer_depth_space).lowers(lower_depth_space),
     OpDef::no_rule_yet("GatherElements", 11, infer_gather_elements),
     OpDef::no_rule_yet("ScatterElements", 11, same_as_input),
     OpDef::no_rule_yet("ScatterND", 11, same_as_input),
@@ -465,8 +466,66 @@ fn tile(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> Gr
     first_only(n, g)
 }
 
+/// DepthToSpace (DCR or CRD) and SpaceToDepth on [N, C, H, W].
+fn lower_depth_space(b: &mut Builder, n: &Node, _: &LowerCtx) -> Result<Option<String>> {
+    let x = n.input(0).unwrap();
+    let xs = b.shape(x)?;
+    let bs = n.int("blocksize", 0);
+    if xs.len() != 4 || bs < 1 {
+        bail!("{} wants a rank-4 input and a positive blocksize, got {xs:?} and {bs}", n.op);
+    }
+    let k = bs as usize;
+    let (nn, c, h, w) = (xs[0], xs[1], xs[2], xs[3]);
+    let (split, perm, out): (Vec<usize>, [usize; 6], Vec<usize>) = if n.op == "DepthToSpace" {
+        if c % (k * k) != 0 {
+            bail!("DepthToSpace: {c} channels are not a multiple of blocksize² = {}", k * k);
+        }
+        let co = c / (k * k);
+        match n.string("mode").unwrap_or("DCR") {
+            "DCR" => (vec![nn, k, k, co, h, w], [0, 3, 4, 1, 5, 2], vec![nn, co, h * k, w * k]),
+            "CRD" => (vec![nn, co, k, k, h, w], [0, 1, 4, 2, 5, 3], vec![nn, co, h * k, w * k]),
+            other => bail!("DepthToSpace mode '{other}' (DCR or CRD)"),
+        }
+    } else {
+        if h % k != 0 || w % k != 0 {
+            bail!("SpaceToDepth: spatial size {h}x{w} is not a multiple of blocksize {k}");
+        }
+        (vec![nn, c, h / k, k, w / k, k], [0, 3, 5, 1, 2, 4], vec![nn, c * k * k, h / k, w / k])
+    };
+    let r = b.reshape(x, &split)?;
+    let t = b.transpose(&r, &perm)?;
+    let y = b.reshape(&t, &out)?;
+    first_output_only(n, y)
+}
+
 #[cfg(test)]
 pub(super) mod tests {
+    /// Finite-difference checks (float64, first and second order) of the lowerings above: the ops each becomes, differentiated by their rules.
+    mod lowered {
+        use crate::autodiff::check::{check_lowered, rand_tensor, Arg};
+        #[allow(unused_imports)]
+        use crate::onnx::ir::{Attr, DType, Tensor};
+
+        const TOL: f64 = 1e-6;
+
+        fn var(shape: &[usize], seed: u64) -> Arg {
+            Arg::Var(rand_tensor(shape, seed))
+        }
+
+        fn s(v: &str) -> Attr {
+            Attr::Str(v.into())
+        }
+
+        #[test]
+        fn depth_to_space_and_back() {
+            for mode in ["DCR", "CRD"] {
+                let attrs = vec![("blocksize", Attr::Int(2)), ("mode", s(mode))];
+                check_lowered("DepthToSpace", &[var(&[2, 8, 2, 3], 1)], attrs, 13, true, TOL).unwrap();
+            }
+            check_lowered("SpaceToDepth", &[var(&[2, 2, 4, 6], 1)], vec![("blocksize", Attr::Int(2))], 13, true, TOL).unwrap();
+        }
+    }
+
     use crate::autodiff::check::{check_graph, check_op, rand_tensor, single_op_graph, Arg};
     use crate::onnx::builder::Attrs;
     use crate::onnx::fold::push_node;
