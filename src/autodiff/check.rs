@@ -5,9 +5,12 @@
 //! checked along random directions `v` against the central difference
 //! `(f(x+εv) - f(x-εv)) / 2ε`. The second-order check applies the same test to the
 //! gradient program itself (its outputs seeded with random tensors).
+//!
+//! The checks run on the engine they are given (`check_*_on`); the crate's own tests use
+//! tract through `check_op`, `check_lowered` and `check_graph`.
 
 use super::append_gradients;
-use crate::engine::{tract::TractEngine, Engine};
+use crate::engine::Engine;
 use crate::onnx::builder::{Attrs, Builder};
 use crate::onnx::fold::push_node;
 use crate::onnx::ir::{DType, Graph, Node, Tensor};
@@ -119,14 +122,14 @@ pub fn lowered_graph(op: &str, args: &[Arg], attrs: Attrs, n_outputs: usize, ops
     Ok((g, outs))
 }
 
-/// [`check_op`] for an op as import leaves it (`lowered_graph`): the ops it is lowered to,
-/// differentiated through their own rules.
-pub fn check_lowered(op: &str, args: &[Arg], attrs: Attrs, opset: i64, second_order: bool, tol: f64) -> Result<CheckReport> {
+/// [`check_op_on`] for an op as import leaves it (`lowered_graph`): the ops it is lowered
+/// to, differentiated through their own rules.
+pub fn check_lowered_on(engine: &dyn Engine, op: &str, args: &[Arg], attrs: Attrs, opset: i64, second_order: bool, tol: f64) -> Result<CheckReport> {
     let (g, outs) = lowered_graph(op, args, attrs, 1, opset)?;
     if g.nodes.iter().any(|n| n.op == op) {
         bail!("{op} was not lowered at import");
     }
-    check_graph(&g, &outs, &var_values(args), second_order, tol)
+    check_graph_on(engine, &g, &outs, &var_values(args), second_order, tol)
 }
 
 fn var_values(args: &[Arg]) -> Vec<(String, Tensor)> {
@@ -141,21 +144,21 @@ fn var_values(args: &[Arg]) -> Vec<(String, Tensor)> {
 
 /// Checks first-order (and, with `second_order`, second-order) gradients of one op
 /// against central finite differences. Fails if any relative error exceeds `tol`.
-pub fn check_op(op: &str, args: &[Arg], attrs: Attrs, n_outputs: usize, second_order: bool, tol: f64) -> Result<CheckReport> {
+pub fn check_op_on(engine: &dyn Engine, op: &str, args: &[Arg], attrs: Attrs, n_outputs: usize, second_order: bool, tol: f64) -> Result<CheckReport> {
     let (g, outs) = single_op_graph(op, args, attrs, n_outputs)?;
     let values = var_values(args);
-    check_graph(&g, &outs, &values, second_order, tol)
+    check_graph_on(engine, &g, &outs, &values, second_order, tol)
 }
 
-/// Same as [`check_op`] for any float64 graph: `seeded` are the graph tensors whose
+/// Same as [`check_op_on`] for any float64 graph: `seeded` are the graph tensors whose
 /// weighted sum is differentiated, `values` binds every graph input.
-pub fn check_graph(g: &Graph, seeded: &[String], values: &[(String, Tensor)], second_order: bool, tol: f64) -> Result<CheckReport> {
+pub fn check_graph_on(engine: &dyn Engine, g: &Graph, seeded: &[String], values: &[(String, Tensor)], second_order: bool, tol: f64) -> Result<CheckReport> {
     let wrt: Vec<String> = values.iter().map(|(n, _)| n.clone()).collect();
     let (grad_graph, grads) = gradient_program(g, seeded, &wrt, 101)?;
-    let mut report = directional_check(&grad_graph, seeded, &grads, values, 202)?;
+    let mut report = directional_check(engine, &grad_graph, seeded, &grads, values, 202)?;
     if second_order {
         let (g2, g2_grads) = gradient_program(&grad_graph, &grads, &wrt, 303)?;
-        let r2 = directional_check(&g2, &grads, &g2_grads, values, 404).context("second order")?;
+        let r2 = directional_check(engine, &g2, &grads, &g2_grads, values, 404).context("second order")?;
         report.max_rel_err = report.max_rel_err.max(r2.max_rel_err);
         report.details.extend(r2.details.into_iter().map(|d| format!("2nd order: {d}")));
     }
@@ -163,6 +166,28 @@ pub fn check_graph(g: &Graph, seeded: &[String], values: &[(String, Tensor)], se
         bail!("gradient check failed (max relative error {:.3e} > {tol:.0e}):\n{}", report.max_rel_err, report.details.join("\n"));
     }
     Ok(report)
+}
+
+#[cfg(test)]
+pub use on_tract::{check_graph, check_lowered, check_op};
+
+/// The checks on tract, as the crate's tests run them.
+#[cfg(test)]
+mod on_tract {
+    use super::*;
+    use crate::engine::tract::TractEngine;
+
+    pub fn check_op(op: &str, args: &[Arg], attrs: Attrs, n_outputs: usize, second_order: bool, tol: f64) -> Result<CheckReport> {
+        check_op_on(&TractEngine::default(), op, args, attrs, n_outputs, second_order, tol)
+    }
+
+    pub fn check_lowered(op: &str, args: &[Arg], attrs: Attrs, opset: i64, second_order: bool, tol: f64) -> Result<CheckReport> {
+        check_lowered_on(&TractEngine::default(), op, args, attrs, opset, second_order, tol)
+    }
+
+    pub fn check_graph(g: &Graph, seeded: &[String], values: &[(String, Tensor)], second_order: bool, tol: f64) -> Result<CheckReport> {
+        check_graph_on(&TractEngine::default(), g, seeded, values, second_order, tol)
+    }
 }
 
 /// `g` plus the reverse pass of Σ <seeded_k, r_k> with fixed random r_k; outputs are the
@@ -194,8 +219,7 @@ fn dot(a: &Tensor, b: &Tensor) -> f64 {
     a.to_f64_vec().iter().zip(b.to_f64_vec()).map(|(x, y)| x * y).sum()
 }
 
-fn directional_check(p: &Graph, seeded: &[String], grads: &[String], values: &[(String, Tensor)], seed: u64) -> Result<CheckReport> {
-    let engine = TractEngine::default();
+fn directional_check(engine: &dyn Engine, p: &Graph, seeded: &[String], grads: &[String], values: &[(String, Tensor)], seed: u64) -> Result<CheckReport> {
     let prog = engine.load(p)?;
     let bind = |vals: &[(String, Tensor)]| -> Result<crate::engine::Outputs> {
         let refs: Vec<(&str, &Tensor)> = vals.iter().map(|(n, t)| (n.as_str(), t)).collect();

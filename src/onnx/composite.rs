@@ -13,12 +13,12 @@
 //! | `zerocost.StopGradient` | x | x, with no gradient | Identity (dropped) |
 //!
 //! BatchNormTrain is training-mode BatchNormalization (statistics of the batch, `epsilon`
-//! attribute). Its rule (`autodiff/rules/norm.rs`) is the analytic backward pass, written
+//! attribute). Its rule (`ops/norm.rs`) is the analytic backward pass, written
 //! with the mean and variance outputs, so a second differentiation reaches them too.
 //!
 //! The convolution attributes (`strides`, `dilations`, explicit `pads`, `group`) are those
 //! of the forward Conv; ConvGradX also carries the spatial shape of x (`x_shape`) and
-//! ConvGradW the kernel's (`kernel_shape`). Their rules are in `autodiff/rules/conv.rs`.
+//! ConvGradW the kernel's (`kernel_shape`). Their rules are in `ops/conv.rs`.
 
 use super::builder::{Attrs, Builder};
 use super::geometry::{window, Window};
