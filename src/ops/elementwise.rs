@@ -29,6 +29,7 @@ pub const OPS: &[OpDef] = &[
     OpDef::rule("Erf", 9, "", same_as_input, erf),
     OpDef::rule("Sin", 7, "", same_as_input, sin),
     OpDef::rule("Cos", 7, "", same_as_input, cos),
+    OpDef::rule("Tan", 7, "", same_as_input, tan).folds(Fold::Values(fold_tan)),
     OpDef::rule("Softplus", 1, "", same_as_input, softplus),
     OpDef::rule("Softsign", 1, "", same_as_input, softsign),
     OpDef::rule("Sum", 8, "variadic, broadcasting", broadcast_inputs, sum),
@@ -372,6 +373,19 @@ fn cos(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> Gra
     times(b, gy, &f)
 }
 
+/// tan' = 1 + tan², from the forward output.
+fn tan(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> Grads {
+    let y = &n.outputs[0];
+    let y2 = b.mul(y, y)?;
+    let one = b.scalar_like(y, 1.0)?;
+    let d = b.add(&y2, &one)?;
+    times(b, gy, &d)
+}
+
+fn fold_tan(g: &Graph, n: &Node, _: &[usize], _: DType) -> Result<ArrayD<f64>> {
+    Ok(arg(g, n, 0)?.mapv(f64::tan))
+}
+
 /// softplus(x) = log(1 + eˣ): softplus' = sigmoid(x) = e^(x − y) (no Sigmoid op: tract
 /// has none in float64).
 fn softplus(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> Grads {
@@ -557,6 +571,7 @@ pub(super) mod tests {
     fn sin_cos() {
         unary("Sin", rand_tensor(&[2, 3], 1).map_float(|v| 3.0 * v));
         unary("Cos", rand_tensor(&[2, 3], 1).map_float(|v| 3.0 * v));
+        unary("Tan", rand_tensor(&[2, 3], 1));
     }
 
     #[test]

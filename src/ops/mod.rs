@@ -14,30 +14,29 @@
 //!
 //! Adding an op means one entry in its family's `OPS` plus the functions it names, in that
 //! same file, and a finite-difference check in the file's tests (the tests below fail
-//! without one). For example, a `Cube` (y = x³) in `elementwise.rs`:
+//! without one). `Tan` in `elementwise.rs` was added so:
 //!
 //! ```ignore
 //! pub const OPS: &[OpDef] = &[
 //!     // ...
-//!     OpDef::rule("Cube", 1, "", same_as_input, cube).folds(Fold::Values(fold_cube)),
+//!     OpDef::rule("Tan", 7, "", same_as_input, tan).folds(Fold::Values(fold_tan)),
 //! ];
 //!
-//! /// d(x³) = 3x²·g.
-//! fn cube(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> Grads {
-//!     let x2 = b.mul(&n.inputs[0], &n.inputs[0])?;
-//!     let d = b.mul_scalar(&x2, 3.0)?;
-//!     Ok(vec![Some(b.mul(gy0(gy)?, &d)?)])
+//! /// tan' = 1 + tan², from the forward output.
+//! fn tan(b: &mut Builder, n: &Node, gy: &[Option<String>], _wants: &[bool]) -> Grads {
+//!     let y = &n.outputs[0];
+//!     let y2 = b.mul(y, y)?;
+//!     let one = b.scalar_like(y, 1.0)?;
+//!     let d = b.add(&y2, &one)?;
+//!     times(b, gy, &d)
 //! }
 //!
-//! fn fold_cube(g: &Graph, n: &Node, _: &[usize], _: DType) -> Result<ArrayD<f64>> {
-//!     Ok(arg(g, n, 0)?.mapv(|x| x * x * x))
+//! fn fold_tan(g: &Graph, n: &Node, _: &[usize], _: DType) -> Result<ArrayD<f64>> {
+//!     Ok(arg(g, n, 0)?.mapv(f64::tan))
 //! }
 //!
 //! // in the file's tests: finite differences, first and second order (check_op)
-//! #[test]
-//! fn cube() {
-//!     unary("Cube", rand_tensor(&[2, 3], 1));
-//! }
+//! unary("Tan", rand_tensor(&[2, 3], 1));
 //! ```
 //!
 //! A composite op is written at import as ops that have rules: `OpDef::lowered` names them
