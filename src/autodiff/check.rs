@@ -30,6 +30,13 @@ pub enum Arg {
     Absent,
 }
 
+impl Arg {
+    /// A differentiated input of `shape`, [`rand_tensor`] with `seed`.
+    pub fn var(shape: &[usize], seed: u64) -> Arg {
+        Arg::Var(rand_tensor(shape, seed))
+    }
+}
+
 /// Random float64 tensor, uniform in [-1, 1), deterministic for a seed.
 pub fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

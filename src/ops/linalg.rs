@@ -247,12 +247,9 @@ mod tests {
     use crate::ops::shape::tests::check;
     use crate::onnx::ir::Attr;
 
-    fn var(shape: &[usize], seed: u64) -> Arg {
-        Arg::Var(rand_tensor(shape, seed))
-    }
 
     fn matmul(a: &[usize], b: &[usize]) {
-        check("MatMul", &[var(a, 1), var(b, 2)], vec![], 1);
+        check("MatMul", &[Arg::var(a, 1), Arg::var(b, 2)], vec![], 1);
     }
 
     #[test]
@@ -282,7 +279,7 @@ mod tests {
             let a = if ta == 1 { [4, 3] } else { [3, 4] };
             let b = if tb == 1 { [2, 4] } else { [4, 2] };
             let attrs = vec![("transA", Attr::Int(ta)), ("transB", Attr::Int(tb))];
-            check("Gemm", &[var(&a, 1), var(&b, 2)], attrs, 1);
+            check("Gemm", &[Arg::var(&a, 1), Arg::var(&b, 2)], attrs, 1);
         }
     }
 
@@ -291,19 +288,19 @@ mod tests {
     #[test]
     fn gemm_alpha() {
         let attrs = vec![("alpha", Attr::Float(0.5)), ("transA", Attr::Int(1))];
-        check_op("Gemm", &[var(&[4, 3], 1), var(&[4, 2], 2)], attrs, 1, true, 1e-6).unwrap();
+        check_op("Gemm", &[Arg::var(&[4, 3], 1), Arg::var(&[4, 2], 2)], attrs, 1, true, 1e-6).unwrap();
     }
 
     /// tract's float64 Gemm fails to run with β ≠ 1, so β is checked at 1 only.
     #[test]
     fn gemm_bias_broadcast() {
         for c in [&[2][..], &[3, 1], &[1, 2], &[3, 2], &[]] {
-            check("Gemm", &[var(&[3, 4], 1), var(&[2, 4], 2), var(c, 3)], vec![("transB", Attr::Int(1))], 1);
+            check("Gemm", &[Arg::var(&[3, 4], 1), Arg::var(&[2, 4], 2), Arg::var(c, 3)], vec![("transB", Attr::Int(1))], 1);
         }
     }
 
     fn einsum(eq: &str, shapes: &[&[usize]]) {
-        let args: Vec<Arg> = shapes.iter().enumerate().map(|(i, s)| var(s, i as u64 + 1)).collect();
+        let args: Vec<Arg> = shapes.iter().enumerate().map(|(i, s)| Arg::var(s, i as u64 + 1)).collect();
         check("Einsum", &args, vec![("equation", Attr::Str(eq.into()))], 1);
     }
 

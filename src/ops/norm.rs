@@ -310,24 +310,21 @@ mod tests {
 
         const TOL: f64 = 1e-6;
 
-        fn var(shape: &[usize], seed: u64) -> Arg {
-            Arg::Var(rand_tensor(shape, seed))
-        }
 
         #[test]
         fn lrn_odd_and_even_windows() {
             for size in [3, 4, 1] {
                 let attrs = vec![("size", Attr::Int(size)), ("alpha", Attr::Float(0.5)), ("beta", Attr::Float(0.75)), ("bias", Attr::Float(1.5))];
-                check_lowered("LRN", &[var(&[2, 5, 3, 2], 1)], attrs, 13, true, TOL).unwrap();
+                check_lowered("LRN", &[Arg::var(&[2, 5, 3, 2], 1)], attrs, 13, true, TOL).unwrap();
             }
         }
 
         #[test]
         fn group_normalization_per_group_and_per_channel() {
             let attrs = || vec![("num_groups", Attr::Int(3)), ("epsilon", Attr::Float(1e-3))];
-            let per_group = [var(&[2, 6, 3, 2], 1), var(&[3], 2), var(&[3], 3)];
+            let per_group = [Arg::var(&[2, 6, 3, 2], 1), Arg::var(&[3], 2), Arg::var(&[3], 3)];
             check_lowered("GroupNormalization", &per_group, attrs(), 18, true, TOL).unwrap();
-            let per_channel = [var(&[2, 6, 3, 2], 1), var(&[6], 2), var(&[6], 3)];
+            let per_channel = [Arg::var(&[2, 6, 3, 2], 1), Arg::var(&[6], 2), Arg::var(&[6], 3)];
             check_lowered("GroupNormalization", &per_channel, attrs(), 21, true, TOL).unwrap();
             // opset 21 with per-group parameters is refused with the reason
             let e = check_lowered("GroupNormalization", &per_group, attrs(), 21, false, TOL).unwrap_err();
@@ -336,7 +333,7 @@ mod tests {
 
         #[test]
         fn instance_normalization() {
-            let args = [var(&[2, 3, 4, 3], 1), var(&[3], 2), var(&[3], 3)];
+            let args = [Arg::var(&[2, 3, 4, 3], 1), Arg::var(&[3], 2), Arg::var(&[3], 3)];
             check_lowered("InstanceNormalization", &args, vec![("epsilon", Attr::Float(1e-3))], 17, true, TOL).unwrap();
         }
 
@@ -346,17 +343,17 @@ mod tests {
             for a in [-3i64, -2, -1, 0, 1, 2] {
                 let first = if a < 0 { (a + 3) as usize } else { a as usize };
                 let p = &xs[first..];
-                let args = [var(&xs, 1), var(p, 2), var(p, 3)];
+                let args = [Arg::var(&xs, 1), Arg::var(p, 2), Arg::var(p, 3)];
                 check_lowered("LayerNormalization", &args, vec![("axis", Attr::Int(a))], 17, true, TOL).unwrap();
             }
             // without the optional bias
-            check_lowered("LayerNormalization", &[var(&xs, 1), var(&[4], 2)], vec![], 17, true, TOL).unwrap();
+            check_lowered("LayerNormalization", &[Arg::var(&xs, 1), Arg::var(&[4], 2)], vec![], 17, true, TOL).unwrap();
         }
 
         #[test]
         fn batch_normalization_batch_statistics() {
             let c = |seed| Arg::Const(rand_tensor(&[3], seed).map_float(|v| v.abs() + 0.5));
-            let args = [var(&[4, 3, 2, 2], 1), var(&[3], 2), var(&[3], 3), c(4), c(5)];
+            let args = [Arg::var(&[4, 3, 2, 2], 1), Arg::var(&[3], 2), Arg::var(&[3], 3), c(4), c(5)];
             check_lowered("BatchNormalization", &args, vec![], 15, true, TOL).unwrap();
         }
     }

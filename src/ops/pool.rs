@@ -492,15 +492,12 @@ fn cubic_weight(d: f64, a: f64) -> f64 {
 mod tests {
     /// Finite-difference checks (float64, first and second order) of the lowerings above: the ops each becomes, differentiated by their rules.
     mod lowered {
-        use crate::autodiff::check::{check_lowered, rand_tensor, Arg};
+        use crate::autodiff::check::{check_lowered, Arg};
         #[allow(unused_imports)]
         use crate::onnx::ir::{Attr, DType, Tensor};
 
         const TOL: f64 = 1e-6;
 
-        fn var(shape: &[usize], seed: u64) -> Arg {
-            Arg::Var(rand_tensor(shape, seed))
-        }
 
         fn s(v: &str) -> Attr {
             Attr::Str(v.into())
@@ -508,7 +505,7 @@ mod tests {
 
         fn resize(xs: &[usize], scales: Option<&[f64]>, sizes: Option<&[i64]>, attrs: Vec<(&'static str, Attr)>) {
             let args = [
-                var(xs, 1),
+                Arg::var(xs, 1),
                 Arg::Absent,
                 scales.map_or(Arg::Absent, |v| Arg::Const(Tensor::from_f64(DType::F32, &[v.len()], v.to_vec()))),
                 sizes.map_or(Arg::Absent, |v| Arg::Const(Tensor::from_i64(v))),
@@ -531,7 +528,7 @@ mod tests {
 
         #[test]
         fn resize_refuses_what_it_does_not_support() {
-            let args = [var(&[1, 1, 4, 4], 1), Arg::Absent, Arg::Const(Tensor::from_f64(DType::F32, &[4], vec![1.0, 1.0, 0.5, 0.5]))];
+            let args = [Arg::var(&[1, 1, 4, 4], 1), Arg::Absent, Arg::Const(Tensor::from_f64(DType::F32, &[4], vec![1.0, 1.0, 0.5, 0.5]))];
             let e = check_lowered("Resize", &args, vec![("mode", s("linear")), ("antialias", Attr::Int(1))], 18, false, TOL).unwrap_err();
             assert!(format!("{e:#}").contains("antialias"), "{e:#}");
             let attrs = vec![("mode", s("linear")), ("coordinate_transformation_mode", s("tf_crop_and_resize"))];
@@ -542,9 +539,9 @@ mod tests {
         #[test]
         fn upsample_opset_7_attribute_and_opset_9_input() {
             let attrs = vec![("mode", s("linear")), ("scales", Attr::Floats(vec![1.0, 1.0, 2.0, 3.0]))];
-            check_lowered("Upsample", &[var(&[1, 2, 3, 2], 1)], attrs, 7, true, TOL).unwrap();
+            check_lowered("Upsample", &[Arg::var(&[1, 2, 3, 2], 1)], attrs, 7, true, TOL).unwrap();
             let scales = Arg::Const(Tensor::from_f64(DType::F32, &[4], vec![1.0, 1.0, 2.0, 2.0]));
-            check_lowered("Upsample", &[var(&[1, 2, 3, 2], 1), scales], vec![("mode", s("linear"))], 9, true, TOL).unwrap();
+            check_lowered("Upsample", &[Arg::var(&[1, 2, 3, 2], 1), scales], vec![("mode", s("linear"))], 9, true, TOL).unwrap();
         }
     }
 

@@ -502,15 +502,12 @@ fn lower_depth_space(b: &mut Builder, n: &Node, _: &LowerCtx) -> Result<Option<S
 pub(super) mod tests {
     /// Finite-difference checks (float64, first and second order) of the lowerings above: the ops each becomes, differentiated by their rules.
     mod lowered {
-        use crate::autodiff::check::{check_lowered, rand_tensor, Arg};
+        use crate::autodiff::check::{check_lowered, Arg};
         #[allow(unused_imports)]
         use crate::onnx::ir::{Attr, DType, Tensor};
 
         const TOL: f64 = 1e-6;
 
-        fn var(shape: &[usize], seed: u64) -> Arg {
-            Arg::Var(rand_tensor(shape, seed))
-        }
 
         fn s(v: &str) -> Attr {
             Attr::Str(v.into())
@@ -520,13 +517,13 @@ pub(super) mod tests {
         fn depth_to_space_and_back() {
             for mode in ["DCR", "CRD"] {
                 let attrs = vec![("blocksize", Attr::Int(2)), ("mode", s(mode))];
-                check_lowered("DepthToSpace", &[var(&[2, 8, 2, 3], 1)], attrs, 13, true, TOL).unwrap();
+                check_lowered("DepthToSpace", &[Arg::var(&[2, 8, 2, 3], 1)], attrs, 13, true, TOL).unwrap();
             }
-            check_lowered("SpaceToDepth", &[var(&[2, 2, 4, 6], 1)], vec![("blocksize", Attr::Int(2))], 13, true, TOL).unwrap();
+            check_lowered("SpaceToDepth", &[Arg::var(&[2, 2, 4, 6], 1)], vec![("blocksize", Attr::Int(2))], 13, true, TOL).unwrap();
         }
     }
 
-    use crate::autodiff::check::{check_graph, check_op, rand_tensor, single_op_graph, Arg};
+    use crate::autodiff::check::{check_graph, check_op, single_op_graph, Arg};
     use crate::onnx::builder::Attrs;
     use crate::onnx::fold::push_node;
     use crate::onnx::ir::{Attr, DType, Node, Tensor};
@@ -559,94 +556,91 @@ pub(super) mod tests {
         Arg::Const(Tensor::from_i64(v))
     }
 
-    fn var(shape: &[usize], seed: u64) -> Arg {
-        Arg::Var(rand_tensor(shape, seed))
-    }
 
     #[test]
     fn reshape() {
-        check("Reshape", &[var(&[2, 3, 4], 1), ints(&[4, -1])], vec![], 1);
-        check("Reshape", &[var(&[2, 3, 4], 1), ints(&[0, 12])], vec![], 1);
+        check("Reshape", &[Arg::var(&[2, 3, 4], 1), ints(&[4, -1])], vec![], 1);
+        check("Reshape", &[Arg::var(&[2, 3, 4], 1), ints(&[0, 12])], vec![], 1);
     }
 
     #[test]
     fn reshape_allowzero() {
-        check("Reshape", &[var(&[2, 3], 1), ints(&[3, 2])], vec![("allowzero", Attr::Int(1))], 1);
+        check("Reshape", &[Arg::var(&[2, 3], 1), ints(&[3, 2])], vec![("allowzero", Attr::Int(1))], 1);
     }
 
     #[test]
     fn flatten() {
-        check("Flatten", &[var(&[2, 3, 4], 1)], vec![("axis", Attr::Int(2))], 1);
-        check("Flatten", &[var(&[2, 3, 4], 1)], vec![("axis", Attr::Int(-1))], 1);
+        check("Flatten", &[Arg::var(&[2, 3, 4], 1)], vec![("axis", Attr::Int(2))], 1);
+        check("Flatten", &[Arg::var(&[2, 3, 4], 1)], vec![("axis", Attr::Int(-1))], 1);
     }
 
     #[test]
     fn squeeze_unsqueeze() {
-        check("Squeeze", &[var(&[2, 1, 3, 1], 1), ints(&[1, -1])], vec![], 1);
-        check("Unsqueeze", &[var(&[2, 3], 1), ints(&[0, -1])], vec![], 1);
+        check("Squeeze", &[Arg::var(&[2, 1, 3, 1], 1), ints(&[1, -1])], vec![], 1);
+        check("Unsqueeze", &[Arg::var(&[2, 3], 1), ints(&[0, -1])], vec![], 1);
     }
 
     #[test]
     fn transpose() {
-        check("Transpose", &[var(&[2, 3, 4], 1)], vec![("perm", Attr::Ints(vec![1, 2, 0]))], 1);
-        check("Transpose", &[var(&[2, 3, 4], 1)], vec![], 1);
+        check("Transpose", &[Arg::var(&[2, 3, 4], 1)], vec![("perm", Attr::Ints(vec![1, 2, 0]))], 1);
+        check("Transpose", &[Arg::var(&[2, 3, 4], 1)], vec![], 1);
     }
 
     #[test]
     fn concat() {
-        let args = [var(&[2, 1, 3], 1), var(&[2, 4, 3], 2), var(&[2, 2, 3], 3)];
+        let args = [Arg::var(&[2, 1, 3], 1), Arg::var(&[2, 4, 3], 2), Arg::var(&[2, 2, 3], 3)];
         check("Concat", &args, vec![("axis", Attr::Int(-2))], 1);
     }
 
     #[test]
     fn split() {
-        check("Split", &[var(&[2, 6, 3], 1), ints(&[1, 3, 2])], vec![("axis", Attr::Int(1))], 3);
+        check("Split", &[Arg::var(&[2, 6, 3], 1), ints(&[1, 3, 2])], vec![("axis", Attr::Int(1))], 3);
     }
 
     #[test]
     fn slice_positive_steps() {
         // axis 1: 1..6 step 2, axis 2: -4..-1, axis 0 untouched
-        let args = [var(&[2, 7, 5], 1), ints(&[1, -4]), ints(&[6, -1]), ints(&[1, 2]), ints(&[2, 1])];
+        let args = [Arg::var(&[2, 7, 5], 1), ints(&[1, -4]), ints(&[6, -1]), ints(&[1, 2]), ints(&[2, 1])];
         check("Slice", &args, vec![], 1);
-        check("Slice", &[var(&[3, 4], 2), ints(&[1]), ints(&[i64::MAX]), Arg::Absent, Arg::Absent], vec![], 1);
+        check("Slice", &[Arg::var(&[3, 4], 2), ints(&[1]), ints(&[i64::MAX]), Arg::Absent, Arg::Absent], vec![], 1);
     }
 
     #[test]
     fn slice_negative_steps() {
         // axis 0 reversed whole, axis 1: 5 down to 1 (exclusive) step -3 -> {5, 2}
-        let args = [var(&[3, 7], 1), ints(&[-1, 5]), ints(&[i64::MIN, 1]), ints(&[0, 1]), ints(&[-1, -3])];
+        let args = [Arg::var(&[3, 7], 1), ints(&[-1, 5]), ints(&[i64::MIN, 1]), ints(&[0, 1]), ints(&[-1, -3])];
         check("Slice", &args, vec![], 1);
     }
 
     #[test]
     fn gather() {
         // repeated and negative indices
-        check("Gather", &[var(&[3, 4, 2], 1), ints(&[3, 0, -1, 1])], vec![("axis", Attr::Int(1))], 1);
+        check("Gather", &[Arg::var(&[3, 4, 2], 1), ints(&[3, 0, -1, 1])], vec![("axis", Attr::Int(1))], 1);
         let idx = Tensor::I64(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[2, 2]), vec![0, 2, 2, 1]).unwrap());
-        check("Gather", &[var(&[3, 2], 2), Arg::Const(idx)], vec![], 1);
+        check("Gather", &[Arg::var(&[3, 2], 2), Arg::Const(idx)], vec![], 1);
     }
 
     #[test]
     fn gather_scalar_index() {
         let idx = Tensor::I64(ndarray::ArrayD::from_elem(ndarray::IxDyn(&[]), 1));
-        check("Gather", &[var(&[2, 3, 4], 1), Arg::Const(idx)], vec![("axis", Attr::Int(-1))], 1);
+        check("Gather", &[Arg::var(&[2, 3, 4], 1), Arg::Const(idx)], vec![("axis", Attr::Int(-1))], 1);
     }
 
     #[test]
     fn pad() {
-        let args = [var(&[2, 3, 4], 1), ints(&[0, 1, 2, 1, 0, 3]), Arg::Const(Tensor::scalar(DType::F64, 0.5))];
+        let args = [Arg::var(&[2, 3, 4], 1), ints(&[0, 1, 2, 1, 0, 3]), Arg::Const(Tensor::scalar(DType::F64, 0.5))];
         check("Pad", &args, vec![], 1);
-        check("Pad", &[var(&[3, 2], 1), ints(&[2, 0, 0, 1])], vec![], 1);
+        check("Pad", &[Arg::var(&[3, 2], 1), ints(&[2, 0, 0, 1])], vec![], 1);
     }
 
     #[test]
     fn expand() {
-        check("Expand", &[var(&[3, 1], 1), ints(&[2, 3, 4])], vec![], 1);
-        check("Expand", &[var(&[2, 1, 4], 1), ints(&[3, 1])], vec![], 1);
+        check("Expand", &[Arg::var(&[3, 1], 1), ints(&[2, 3, 4])], vec![], 1);
+        check("Expand", &[Arg::var(&[2, 1, 4], 1), ints(&[3, 1])], vec![], 1);
     }
 
     #[test]
     fn tile() {
-        check("Tile", &[var(&[2, 3, 1], 1), ints(&[3, 1, 2])], vec![], 1);
+        check("Tile", &[Arg::var(&[2, 3, 1], 1), ints(&[3, 1, 2])], vec![], 1);
     }
 }
